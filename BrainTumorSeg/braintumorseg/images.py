@@ -1,0 +1,150 @@
+"""Reading and checking input images, and putting them onto one reference grid in physical space."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+
+LABEL_VALUES = {0, 1, 2, 3, 4}
+
+
+def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
+    """Read a 3D scalar image as float32, refusing what cannot be an MRI volume."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what}: file not found: {path}. Check the path.")
+    if path.is_dir():
+        raise InputError(f"{what}: {path} is a folder; give an image file (NIfTI, NRRD or MHA).")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise InputError(
+            f"{what}: cannot read {path}: it is not an image SimpleITK understands or it is "
+            "corrupt. Give a NIfTI (.nii/.nii.gz), NRRD or MHA file.") from None
+    return check_image(image, f"{what} ({path.name})")
+
+
+def check_image(image: sitk.Image, what: str) -> sitk.Image:
+    """Validate dimension, pixel type and values; return the image as float32."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{what}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                         "give a single-channel (scalar) volume.")
+    if image.GetDimension() == 4:
+        size = image.GetSize()
+        if size[3] != 1:
+            raise InputError(f"{what}: is a 4D image ({size[3]} volumes); give one 3D volume.")
+        image = image[:, :, :, 0]
+    if image.GetDimension() != 3 or min(image.GetSize()) < 2:
+        raise InputError(f"{what}: is a 2D image (size {image.GetSize()}); give a 3D volume.")
+    array = sitk.GetArrayViewFromImage(image)
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{what}: contains NaN or infinite voxel values; fix or re-export the volume.")
+    if not np.any(array):
+        raise InputError(f"{what}: every voxel is zero; this is an empty volume.")
+    if _looks_like_label_map(image, array):
+        raise InputError(f"{what}: looks like a label map (only values {sorted(np.unique(array).tolist())}),"
+                         " not an MRI image; give the MRI volume instead.")
+    return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def _looks_like_label_map(image: sitk.Image, array: np.ndarray) -> bool:
+    integer = image.GetPixelID() in (sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,
+                                     sitk.sitkUInt32, sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64)
+    if not integer and not np.all(np.mod(array[::4, ::4, ::4], 1) == 0):
+        return False
+    values = np.unique(array[::2, ::2, ::2])
+    return len(values) <= 5 and set(values.astype(int).tolist()) <= LABEL_VALUES
+
+
+def physical_corners(image: sitk.Image) -> np.ndarray:
+    """The 8 corners of the image's voxel box in physical (LPS) coordinates."""
+    size = np.array(image.GetSize()) - 1
+    corners = [(i, j, k) for i in (-0.5, size[0] + 0.5) for j in (-0.5, size[1] + 0.5)
+               for k in (-0.5, size[2] + 0.5)]
+    return np.array([image.TransformContinuousIndexToPhysicalPoint(c) for c in corners])
+
+
+def overlap_fraction(image: sitk.Image, reference: sitk.Image) -> float:
+    """Fraction of the reference's non-zero voxels that fall inside the image's field of view."""
+    shrink = [max(1, s // 32) for s in reference.GetSize()]
+    small_ref = sitk.Shrink(reference, shrink)
+    ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(image)
+    covered = sitk.Resample(ones, small_ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    inside = sitk.GetArrayViewFromImage(small_ref) != 0
+    if not inside.any():
+        return 0.0
+    return float(sitk.GetArrayViewFromImage(covered)[inside].mean())
+
+
+def resample_to_reference(image: sitk.Image, reference: sitk.Image,
+                          transform: sitk.Transform | None = None,
+                          interpolator: int = sitk.sitkLinear) -> sitk.Image:
+    """Resample an image onto the reference grid in physical space (zero outside its field of view)."""
+    return sitk.Resample(image, reference, transform or sitk.Transform(), interpolator, 0.0,
+                         image.GetPixelID())
+
+
+def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-4) -> bool:
+    """True when two images share size, spacing, origin and direction."""
+    return (a.GetSize() == b.GetSize()
+            and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tolerance)
+            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tolerance * 100)
+            and np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance))
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """Rigid registration of an input onto the reference (Mattes mutual information)."""
+
+    histogram_bins: int = 32
+    sampling_fraction: float = 0.05
+    iterations: int = 100
+    shrink_factors: tuple[int, ...] = (4, 2)
+    smoothing_sigmas: tuple[float, ...] = (2.0, 1.0)
+    seed: int = 7
+
+
+def register_rigid(moving: sitk.Image, fixed: sitk.Image,
+                   settings: RegistrationSettings = RegistrationSettings()) -> sitk.Transform:
+    """Find the rigid transform that maps fixed physical points onto the moving image."""
+    initial = sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS)
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(settings.histogram_bins)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(settings.sampling_fraction, settings.seed)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=1.0, minStep=1e-4, numberOfIterations=settings.iterations,
+        gradientMagnitudeTolerance=1e-6)
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel(list(settings.shrink_factors))
+    method.SetSmoothingSigmasPerLevel(list(settings.smoothing_sigmas))
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    method.SetInitialTransform(initial, inPlace=False)
+    try:
+        return method.Execute(fixed, moving)
+    except RuntimeError as error:
+        raise InputError(f"rigid registration failed ({error}); run without --register "
+                         "if the inputs are already aligned.") from None
+
+
+def write_image_atomic(image: sitk.Image, path: str | os.PathLike) -> None:
+    """Write an image so that the target never holds a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    temporary = path.with_name(f".{path.name}.partial{os.getpid()}{suffix}")
+    try:
+        sitk.WriteImage(image, str(temporary), useCompression=True)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()

@@ -1,0 +1,195 @@
+"""One case from input files to a label map: named stages with progress, timings and cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .errors import Cancelled, InputError
+from .images import read_image, write_image_atomic
+from .inference import InferenceSettings, Segmenter
+from .labels import ED, ET, NCR, from_internal
+from .modalities import DISPLAY_NAMES, reference_modality
+from .modelcard import ModelCard
+from .postprocessing import PostprocessSettings, classes_from_probabilities
+from .preprocessing import (PreparedCase, PreprocessSettings, Preprocessor, model_grid_shape, resize,
+                            stack_channels)
+
+# Share of the whole run each stage takes (for the overall progress fraction).
+STAGE_WEIGHTS = {
+    "load inputs": 0.05, "load model": 0.03, "align to reference": 0.07, "brain mask": 0.02,
+    "bias correction": 0.33, "normalization": 0.03, "inference": 0.37, "post-processing": 0.06,
+    "write output": 0.04,
+}
+
+ProgressCallback = Callable[[str, float], None]
+
+
+class CancelToken:
+    """Set from any thread to stop a run at the next checkpoint."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("cancelled by the user")
+
+
+@dataclass(frozen=True)
+class SegmentationSettings:
+    """All options of one run."""
+
+    preprocess: PreprocessSettings = PreprocessSettings()
+    inference: InferenceSettings = InferenceSettings()
+    postprocess: PostprocessSettings = PostprocessSettings()
+    label_convention: str = "brats2021"
+
+
+@dataclass
+class SegmentationReport:
+    """What a run did: inputs, timings per stage, device, warnings and tumour volumes."""
+
+    inputs: dict[str, str] = field(default_factory=dict)
+    reference: str = ""
+    output: str = ""
+    model: str = ""
+    device: str = ""
+    label_convention: str = "brats2021"
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    total_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    volumes_ml: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def tumour_volumes_ml(classes: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
+    """Volumes in mL of each class and of tumour core and whole tumour."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    counts = {c: int(np.count_nonzero(classes == c)) for c in (NCR, ED, ET)}
+    volumes = {"necrotic_core": counts[NCR], "edema": counts[ED], "enhancing": counts[ET],
+               "tumour_core": counts[NCR] + counts[ET], "whole_tumour": sum(counts.values())}
+    return {k: round(v * voxel_ml, 3) for k, v in volumes.items()}
+
+
+class Pipeline:
+    """Segments cases with one model; reusable across cases (the model is loaded once)."""
+
+    def __init__(self, card: ModelCard, settings: SegmentationSettings = SegmentationSettings(),
+                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None):
+        self.card = card
+        self.settings = settings
+        self.progress = progress or (lambda stage, fraction: None)
+        self.cancel = cancel or CancelToken()
+        self.preprocessor = Preprocessor(settings.preprocess, card.normalization)
+        self._segmenter: Segmenter | None = None
+        self._report = SegmentationReport()
+        self._done = 0.0
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        self.cancel.check()
+        self.progress(name, self._done)
+        start = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - start
+        self._report.stage_seconds[name] = round(self._report.stage_seconds.get(name, 0.0) + seconds, 3)
+        self._done = min(1.0, self._done + STAGE_WEIGHTS.get(name, 0.0))
+        self.progress(name, self._done)
+
+    def segment_files(self, inputs: dict[str, str | os.PathLike], output: str | os.PathLike,
+                      report_path: str | os.PathLike | None = None) -> SegmentationReport:
+        """Read the inputs, segment, write the label map (and report) atomically."""
+        self._start()
+        if not inputs:
+            raise InputError("no input volume given: give at least one of --t1, --t1c, --t2, --flair.")
+        with self._stage("load inputs"):
+            images = {m: read_image(p, DISPLAY_NAMES.get(m, m)) for m, p in inputs.items()}
+        self._report.inputs = {m: str(p) for m, p in inputs.items()}
+        labels = self._segment(images)
+        self.cancel.check()
+        with self._stage("write output"):
+            write_image_atomic(labels, output)
+            self._report.output = str(output)
+            self._finish()
+            if report_path:
+                Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+                Path(report_path).write_text(self._report.to_json() + "\n")
+        return self._report
+
+    def segment_images(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, SegmentationReport]:
+        """Segment images already in memory (e.g. from Slicer); returns the label map and report."""
+        self._start()
+        labels = self._segment(images)
+        self._finish()
+        return labels, self._report
+
+    def _start(self) -> None:
+        self._report = SegmentationReport(model=f"{self.card.name} {self.card.version}",
+                                          label_convention=self.settings.label_convention)
+        self._done = 0.0
+        self._wall = time.perf_counter()
+
+    def _finish(self) -> None:
+        self._report.total_seconds = round(time.perf_counter() - self._wall, 3)
+        self.progress("done", 1.0)
+
+    def _segment(self, images: dict[str, sitk.Image]) -> sitk.Image:
+        if not images:
+            raise InputError("no input volume given: give at least one of T1, T1Gd, T2, FLAIR.")
+        self._report.reference = reference_modality(list(images))
+        if self._segmenter is None:
+            with self._stage("load model"):
+                self._segmenter = Segmenter(self.card, self.settings.inference)
+        usable = {m: i for m, i in images.items() if m in self.card.channels}
+        if not usable:
+            raise InputError(f"the model uses {', '.join(self.card.channels)}; none of these was given.")
+        prepared = self.preprocessor.run(usable, self._stage, self.cancel.check)
+        self._report.warnings.extend(prepared.warnings)
+        with self._stage("inference"):
+            probabilities = self._infer(prepared)
+        with self._stage("post-processing"):
+            classes = np.zeros(sitk.GetArrayViewFromImage(prepared.reference).shape, np.uint8)
+            classes[prepared.box] = classes_from_probabilities(
+                probabilities, prepared.spacing_zyx, self._postprocess_settings())
+            self._report.volumes_ml = tumour_volumes_ml(classes, prepared.spacing_zyx)
+            labels = sitk.GetImageFromArray(from_internal(classes, self.settings.label_convention))
+            labels.CopyInformation(prepared.reference)
+        self._report.device = str(self._segmenter.device)
+        self._report.warnings.extend(self._segmenter.warnings)
+        return labels
+
+    def _postprocess_settings(self) -> PostprocessSettings:
+        return PostprocessSettings(self.settings.postprocess.min_cluster_ml, self.card.threshold)
+
+    def _infer(self, prepared: PreparedCase) -> np.ndarray:
+        on_model_grid, cropped_shape = model_input_for_case(prepared, self.card)
+        probabilities = self._segmenter.predict(on_model_grid, self.cancel.check)
+        return resize(torch.from_numpy(probabilities), cropped_shape).numpy()
+
+
+def model_input_for_case(prepared: PreparedCase, card: ModelCard) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The (channels, z, y, x) model-grid array for a prepared case, and the cropped shape it came from."""
+    volume = torch.from_numpy(stack_channels(prepared.channels, card.channels))
+    grid = model_grid_shape(volume.shape[1:], prepared.spacing_zyx, tuple(reversed(card.spacing)))
+    return resize(volume, grid).numpy(), tuple(volume.shape[1:])
+

@@ -1,0 +1,179 @@
+"""The preprocessing shared by inference and training: align, mask, crop, N4, normalize, resample."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Callable, ContextManager
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+
+from .bias import BiasCorrector, BiasSettings
+from .errors import InputError
+from .images import RegistrationSettings, overlap_fraction, register_rigid, resample_to_reference, same_grid
+from .modalities import DISPLAY_NAMES, MODALITIES, reference_modality
+from .normalization import NyulStandardizer, zscore
+
+MIN_OVERLAP = 0.5
+
+
+@dataclass(frozen=True)
+class NormalizationSpec:
+    """How intensities are normalized: "zscore", or "nyul" with landmarks per modality."""
+
+    method: str = "zscore"
+    landmarks: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """User-facing preprocessing options."""
+
+    bias_correction: bool = True
+    register: bool = False
+    crop_margin_mm: float = 8.0
+    bias: BiasSettings = BiasSettings()
+    registration: RegistrationSettings = RegistrationSettings()
+
+
+@dataclass
+class PreparedCase:
+    """Normalized channels cropped to the brain, and how to put results back on the reference grid."""
+
+    reference: sitk.Image
+    box: tuple[slice, slice, slice]
+    mask: np.ndarray
+    channels: dict[str, np.ndarray]
+    spacing_zyx: tuple[float, float, float]
+    warnings: list[str] = field(default_factory=list)
+
+
+StageFactory = Callable[[str], ContextManager]
+
+
+def _no_stage(_name: str) -> ContextManager:
+    return nullcontext()
+
+
+class Preprocessor:
+    """Runs each preprocessing step once, the same way for a user's case and a training case."""
+
+    def __init__(self, settings: PreprocessSettings = PreprocessSettings(),
+                 normalization: NormalizationSpec = NormalizationSpec()):
+        self.settings = settings
+        self.normalization = normalization
+        self.bias_corrector = BiasCorrector(settings.bias)
+
+    def run(self, images: dict[str, sitk.Image], stage: StageFactory = _no_stage,
+            check: Callable[[], None] = lambda: None) -> PreparedCase:
+        """All steps in order; `stage(name)` wraps each step (timing, progress), `check` may cancel."""
+        with stage("align to reference"):
+            reference, arrays, warnings = self.align(images)
+        check()
+        with stage("brain mask"):
+            mask, mask_warnings = brain_mask(arrays)
+            box = brain_box(mask, reference.GetSpacing()[::-1], self.settings.crop_margin_mm)
+            arrays = {m: a[box] for m, a in arrays.items()}
+            mask = mask[box]
+        spacing_zyx = tuple(float(s) for s in reference.GetSpacing()[::-1])
+        if self.settings.bias_correction:
+            with stage("bias correction"):
+                for modality in list(arrays):
+                    check()
+                    reason = self.bias_corrector.skip_reason(arrays[modality], mask)
+                    if reason:
+                        warnings.append(f"{DISPLAY_NAMES[modality]} {reason}.")
+                        continue
+                    arrays[modality] = self.bias_corrector.correct(arrays[modality], mask, spacing_zyx[::-1])
+        check()
+        with stage("normalization"):
+            channels = {m: self.normalize(m, a, mask) for m, a in arrays.items()}
+        return PreparedCase(reference, box, mask, channels, spacing_zyx, warnings + mask_warnings)
+
+    def align(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, dict[str, np.ndarray], list[str]]:
+        """Resample every input onto the reference input's grid in physical space."""
+        if not images:
+            raise InputError("no input volume given: give at least one of T1, T1Gd, T2, FLAIR.")
+        unknown = set(images) - set(MODALITIES)
+        if unknown:
+            raise InputError(f"unknown modality {sorted(unknown)}; use {', '.join(MODALITIES)}.")
+        ref_name = reference_modality(list(images))
+        reference = images[ref_name]
+        arrays: dict[str, np.ndarray] = {}
+        warnings: list[str] = []
+        for modality, image in images.items():
+            if modality == ref_name:
+                arrays[modality] = sitk.GetArrayFromImage(image).astype(np.float32)
+                continue
+            overlap = overlap_fraction(image, reference)
+            if overlap < MIN_OVERLAP:
+                raise InputError(
+                    f"{DISPLAY_NAMES[modality]} and {DISPLAY_NAMES[ref_name]} do not overlap in physical "
+                    f"space ({overlap:.0%} of the {DISPLAY_NAMES[ref_name]} brain is covered): check that "
+                    "they belong to the same patient and session, or register them first.")
+            transform = None
+            if self.settings.register:
+                transform = register_rigid(image, reference, self.settings.registration)
+            elif not same_grid(image, reference):
+                warnings.append(f"{DISPLAY_NAMES[modality]} resampled onto the {DISPLAY_NAMES[ref_name]} grid.")
+            resampled = resample_to_reference(image, reference, transform)
+            arrays[modality] = sitk.GetArrayFromImage(resampled).astype(np.float32)
+        return reference, arrays, warnings
+
+    def normalize(self, modality: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Normalize one channel as the model card says."""
+        if self.normalization.method == "zscore":
+            return zscore(image, mask)
+        if self.normalization.method == "nyul":
+            return NyulStandardizer(self.normalization.landmarks[modality]).apply(image, mask)
+        raise InputError(f"unknown normalization '{self.normalization.method}' in the model card.")
+
+
+def brain_mask(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
+    """The brain: voxels non-zero in any input (inputs are skull-stripped); warns when they are not."""
+    mask = np.zeros(next(iter(arrays.values())).shape, dtype=bool)
+    for array in arrays.values():
+        mask |= array != 0
+    warnings = []
+    faces = [mask[0], mask[-1], mask[:, 0], mask[:, -1], mask[:, :, 0], mask[:, :, -1]]
+    border = np.mean(np.concatenate([f.ravel() for f in faces]))
+    if border > 0.3 or mask.mean() > 0.6:
+        warnings.append("the inputs do not look skull-stripped (non-zero voxels reach the image border); "
+                        "the model was trained on skull-stripped images, so expect false positives "
+                        "outside the brain. Strip the skull first (e.g. HD-BET) for best results.")
+    return mask, warnings
+
+
+def brain_box(mask: np.ndarray, spacing_zyx: tuple[float, ...], margin_mm: float) -> tuple[slice, ...]:
+    """The bounding box of the mask plus a margin, as index slices."""
+    box = []
+    for axis, spacing in enumerate(spacing_zyx):
+        other = tuple(a for a in range(3) if a != axis)
+        present = np.flatnonzero(mask.any(axis=other))
+        margin = int(np.ceil(margin_mm / spacing))
+        box.append(slice(max(0, present[0] - margin), min(mask.shape[axis], present[-1] + margin + 1)))
+    return tuple(box)
+
+
+def model_grid_shape(shape: tuple[int, ...], spacing_zyx: tuple[float, ...],
+                     target_spacing_zyx: tuple[float, ...]) -> tuple[int, int, int]:
+    """Voxel counts that cover the same physical extent at the model's spacing."""
+    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing_zyx, target_spacing_zyx))
+
+
+def resize(volume: torch.Tensor, shape: tuple[int, ...], mode: str = "trilinear") -> torch.Tensor:
+    """Resample a (C, z, y, x) tensor to another grid over the same physical extent."""
+    if tuple(volume.shape[1:]) == tuple(shape):
+        return volume
+    if mode == "nearest":
+        return F.interpolate(volume[None].float(), size=shape, mode="nearest-exact")[0]
+    return F.interpolate(volume[None].float(), size=shape, mode="trilinear", align_corners=False)[0]
+
+
+def stack_channels(channels: dict[str, np.ndarray], order: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Stack channels in the model's order; missing modalities become zero channels."""
+    shape = next(iter(channels.values())).shape
+    return np.stack([channels.get(m, np.zeros(shape, dtype=np.float32)) for m in order])

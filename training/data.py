@@ -1,0 +1,131 @@
+"""Patches for training: tumour oversampling, MONAI augmentation and modality dropout."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.transforms import (Compose, RandAdjustContrastd, RandAffined, RandFlipd, RandGaussianNoised,
+                              RandScaleIntensityd, RandShiftIntensityd)
+
+# Modality subsets that dropout favours (indices in MODALITIES order t1, t1c, t2, flair).
+FAVOURED_SUBSETS = ((3,), (1, 3), (0, 3), (1,), (2, 3))
+
+
+@dataclass
+class CachedCase:
+    """One prepared case held in memory."""
+
+    name: str
+    image: np.ndarray          # (4, z, y, x) float16, zero where a channel is missing
+    regions: np.ndarray        # (3, z, y, x) uint8
+    channels: np.ndarray       # (4,) bool
+    regions_present: np.ndarray  # (3,) bool
+    tumour: np.ndarray         # (n, 3) voxel indices of the whole tumour
+
+
+def load_cases(cache: Path, names: list[str] | None = None) -> list[CachedCase]:
+    """Load prepared cases (all in the manifest, or the given names)."""
+    manifest = json.loads((cache / "manifest.json").read_text())
+    entries = [e for e in manifest["cases"] if names is None or e["name"] in names]
+    cases = []
+    for entry in entries:
+        with np.load(cache / entry["file"]) as data:
+            regions = data["regions"]
+            cases.append(CachedCase(entry["name"], data["image"], regions, data["channels"],
+                                    data["regions_present"], np.argwhere(regions[0] > 0)))
+    return cases
+
+
+def spatial_augmentation() -> Compose:
+    """Rotations, scaling and flips on {"image", "label"} patches."""
+    keys = ["image", "label"]
+    return Compose([
+        RandAffined(keys, prob=0.3, rotate_range=(0.26, 0.26, 0.26), scale_range=(0.15, 0.15, 0.15),
+                    mode=("bilinear", "nearest"), padding_mode="zeros"),
+        RandFlipd(keys, prob=0.5, spatial_axis=0),
+        RandFlipd(keys, prob=0.5, spatial_axis=1),
+        RandFlipd(keys, prob=0.5, spatial_axis=2),
+    ])
+
+
+def intensity_augmentation() -> Compose:
+    """Intensity scale and shift per channel, gamma and noise on {"image"}."""
+    return Compose([
+        RandScaleIntensityd("image", factors=0.1, prob=0.5, channel_wise=True),
+        RandShiftIntensityd("image", offsets=0.1, prob=0.5, channel_wise=True),
+        RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.2),
+        RandGaussianNoised("image", std=0.05, prob=0.15),
+    ])
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    patch: int = 64
+    foreground_fraction: float = 0.67
+    modality_dropout: float = 0.5
+
+
+class PatchSampler:
+    """Draws a batch for a given step from a seed, so that resuming reproduces the same batches."""
+
+    def __init__(self, cases: list[CachedCase], settings: SamplerSettings, seed: int, rank: int = 0):
+        self.cases = cases
+        self.settings = settings
+        self.seed = seed
+        self.rank = rank
+        self.spatial = spatial_augmentation()
+        self.intensity = intensity_augmentation()
+
+    def batch(self, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(image, regions, region mask) for `size` patches."""
+        rng = np.random.default_rng([self.seed, step, self.rank])
+        self.spatial.set_random_state(seed=int(rng.integers(2**31)))
+        self.intensity.set_random_state(seed=int(rng.integers(2**31)))
+        items = [self._sample(self.cases[int(rng.integers(len(self.cases)))], rng) for _ in range(size)]
+        return tuple(torch.stack(parts) for parts in zip(*items))
+
+    def _sample(self, case: CachedCase, rng: np.random.Generator):
+        p = self.settings.patch
+        if len(case.tumour) and rng.random() < self.settings.foreground_fraction:
+            centre = case.tumour[int(rng.integers(len(case.tumour)))]
+        else:
+            centre = np.array([rng.integers(n) for n in case.image.shape[1:]])
+        image = crop(case.image, centre, p).astype(np.float32)
+        label = crop(case.regions, centre, p).astype(np.float32)
+        out = self.spatial({"image": torch.from_numpy(image), "label": torch.from_numpy(label)})
+        image = torch.as_tensor(out["image"]).float()
+        brain = image.abs().sum(0, keepdim=True) > 0
+        image = torch.as_tensor(self.intensity({"image": image})["image"]).float()
+        keep = torch.from_numpy(self._channels(case.channels, rng).astype(np.float32))[:, None, None, None]
+        image = torch.where(brain, image, 0.0) * keep
+        regions_present = torch.from_numpy(case.regions_present.astype(np.float32))
+        return image, torch.as_tensor(out["label"]).float(), regions_present
+
+    def _channels(self, available: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if available.sum() < 4 or rng.random() >= self.settings.modality_dropout:
+            return available.copy()
+        keep = np.zeros(4, dtype=bool)
+        if rng.random() < 0.6:
+            keep[list(FAVOURED_SUBSETS[int(rng.integers(len(FAVOURED_SUBSETS)))])] = True
+        else:
+            while not keep.any():
+                keep = rng.random(4) < 0.5
+        return keep
+
+
+def crop(volume: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:
+    """A (C, size, size, size) crop centred on a voxel, zero-padded where it leaves the volume."""
+    out = np.zeros((volume.shape[0], size, size, size), dtype=volume.dtype)
+    src, dst = [], []
+    for axis, c in enumerate(centre):
+        n = volume.shape[axis + 1]
+        start = int(c) - size // 2
+        lo, hi = max(0, start), min(n, start + size)
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - start, hi - start))
+    out[(slice(None), *dst)] = volume[(slice(None), *src)]
+    return out

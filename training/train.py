@@ -1,0 +1,217 @@
+"""`train` and `finetune`: region-based training with validation, checkpoints, exact resume and DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from braintumorseg.inference import pad_to_multiple
+from braintumorseg.labels import REGIONS
+from braintumorseg.network import ArchitectureSpec, build_network
+
+from .checkpoint import load_checkpoint, model_weights, save_checkpoint
+from .data import CachedCase, PatchSampler, SamplerSettings, load_cases
+from .losses import RegionLoss
+
+# Modality subsets validated besides all four (indices in t1, t1c, t2, flair order).
+VALIDATION_SUBSETS = {"all": (0, 1, 2, 3), "flair+t1c": (1, 3), "flair+t1": (0, 3), "flair": (3,)}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved with every checkpoint)."""
+
+    cache: str
+    out: str
+    validation: list[str] = field(default_factory=list)
+    steps: int = 3000
+    batch_size: int = 2
+    patch: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    warmup: int = 100
+    init_filters: int = 16
+    loss: str = "dice_bce"
+    foreground_fraction: float = 0.67
+    modality_dropout: float = 0.5
+    val_every: int = 250
+    checkpoint_every: int = 50
+    seed: int = 0
+    amp: bool = True
+    threads: int = 0
+    init_weights: str = ""
+
+    def architecture(self) -> ArchitectureSpec:
+        return ArchitectureSpec("SegResNet", dict(
+            spatial_dims=3, in_channels=4, out_channels=len(REGIONS), init_filters=self.init_filters,
+            blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1]))
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to zero at the last step."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 on CPU, fp16 on CUDA."""
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, cases: list[CachedCase], device: torch.device, amp: bool) -> dict[str, float]:
+    """Dice per region on the model grid for each modality subset (whole volumes, one pass)."""
+    model.eval()
+    scores: dict[str, list[float]] = {}
+    for case in cases:
+        volume = torch.from_numpy(case.image.astype(np.float32))
+        for subset, channels in VALIDATION_SUBSETS.items():
+            keep = torch.zeros(4, 1, 1, 1)
+            keep[list(channels)] = 1
+            padded, shape = pad_to_multiple(volume * keep, 8)
+            with autocast(device, amp):
+                logits = model(padded[None].to(device))[0].float().cpu()
+            prediction = logits[:, :shape[0], :shape[1], :shape[2]] > 0
+            for index, region in enumerate(REGIONS):
+                if subset != "all" and region != "WT":
+                    continue
+                truth = torch.from_numpy(case.regions[index] > 0)
+                total = prediction[index].sum() + truth.sum()
+                dice = 1.0 if total == 0 else float(2 * (prediction[index] & truth).sum() / total)
+                scores.setdefault(f"{subset}/{region}", []).append(dice)
+    model.train()
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def selection_score(metrics: dict[str, float]) -> float:
+    """Best-model criterion: mean of all-modality WT/TC/ET and WT of the FLAIR subsets."""
+    keys = ["all/WT", "all/TC", "all/ET", "flair+t1c/WT", "flair+t1/WT", "flair/WT"]
+    return float(np.mean([metrics[k] for k in keys]))
+
+
+def plot_curves(log_path: Path, out: Path) -> None:
+    """Loss and validation Dice against step, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = list(csv.DictReader(log_path.open()))
+    if not rows:
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [int(r["step"]) for r in rows]
+    left.plot(steps, [float(r["loss"]) for r in rows], lw=0.6)
+    left.set(xlabel="step", ylabel="training loss", title="loss")
+    validated = [r for r in rows if r.get("all/WT")]
+    for key in ("all/WT", "all/TC", "all/ET", "flair/WT"):
+        right.plot([int(r["step"]) for r in validated], [float(r[key]) for r in validated], marker="o", label=key)
+    right.set(xlabel="step", ylabel="Dice", title="validation", ylim=(0, 1))
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def train(config: TrainConfig) -> dict:
+    """Train (or resume) until `config.steps`; returns the final metadata."""
+    rank, world = _distributed()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads((Path(config.cache) / "manifest.json").read_text())
+    names = [e["name"] for e in manifest["cases"]]
+    unknown = set(config.validation) - set(names)
+    if unknown:
+        raise SystemExit(f"validation cases not in the cache: {sorted(unknown)}")
+    train_cases = load_cases(Path(config.cache), [n for n in names if n not in config.validation])
+    val_cases = load_cases(Path(config.cache), config.validation) if rank == 0 else []
+    model = build_network(config.architecture()).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    checkpoint = out / "checkpoint"
+    meta = {"step": 0, "best_score": -1.0, "best_step": 0, "seconds": 0.0}
+    if checkpoint.with_suffix(".json").exists():
+        meta = load_checkpoint(checkpoint, model, optimizer)
+        if rank == 0:
+            print(f"resumed from step {meta['step']}", flush=True)
+    elif config.init_weights:
+        model.load_state_dict(model_weights(Path(config.init_weights)))
+    if world > 1:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    core = model.module if world > 1 else model
+    sampler = PatchSampler(train_cases, SamplerSettings(config.patch, config.foreground_fraction,
+                                                        config.modality_dropout), config.seed, rank)
+    loss_fn = RegionLoss(config.loss)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp)
+    log_path = out / "log.csv"
+    fields = ["step", "loss", "lr", "seconds"] + [f"{s}/{r}" for s in VALIDATION_SUBSETS for r in REGIONS
+                                                  if s == "all" or r == "WT"]
+    if rank == 0 and not log_path.exists():
+        with log_path.open("w", newline="") as handle:
+            csv.writer(handle).writerow(fields)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    model.train()
+    step = meta["step"]
+    started = time.perf_counter() - meta["seconds"]
+    while step < config.steps:
+        lr = learning_rate(config, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        image, target, present = (t.to(device) for t in sampler.batch(step, config.batch_size))
+        with autocast(device, config.amp):
+            logits = model(image)
+        loss = loss_fn(logits, target, present)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        if rank != 0:
+            continue
+        row = {"step": step, "loss": f"{loss.item():.5f}", "lr": f"{lr:.6g}",
+               "seconds": f"{time.perf_counter() - started:.1f}"}
+        if step % config.val_every == 0 or step == config.steps:
+            metrics = validate(core, val_cases, device, config.amp) if val_cases else {}
+            row.update({k: f"{v:.4f}" for k, v in metrics.items()})
+            if metrics and selection_score(metrics) > meta["best_score"]:
+                meta.update(best_score=selection_score(metrics), best_step=step, best_metrics=metrics)
+                save_checkpoint(out / "best", core, optimizer, dict(meta, step=step))
+            meta["last_metrics"] = metrics
+            print(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()), flush=True)
+        with log_path.open("a", newline="") as handle:
+            csv.DictWriter(handle, fields).writerow(row)
+        if step % config.checkpoint_every == 0 or step == config.steps or "all/WT" in row:
+            meta.update(step=step, seconds=time.perf_counter() - started, config=asdict(config))
+            save_checkpoint(checkpoint, core, optimizer, meta)
+        if "all/WT" in row:
+            plot_curves(log_path, out / "curves.png")
+        if step % 10 == 0:
+            print(f"step {step} loss {loss.item():.4f} lr {lr:.2e} {time.perf_counter() - started:.0f}s", flush=True)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return meta
