@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from braintumorseg.errors import InputError
@@ -39,13 +40,78 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
         sub.add_argument("--no-amp", action="store_true")
+        sub.add_argument("--until", type=int, default=0,
+                         help="stop at this step (checkpointed) and resume later with the same command")
         if name == "finetune":
             sub.add_argument("--weights", required=True, help="model card or weights to start from")
+    export = commands.add_parser("export", help="write a run's weights and model card for the engine")
+    export.add_argument("--run", type=Path, required=True, help="the --out folder of train/finetune")
+    export.add_argument("--out", type=Path, required=True, help="folder for model.json and model.safetensors")
+    export.add_argument("--checkpoint", default="best", choices=("best", "checkpoint"),
+                        help="best validated step (default) or the latest checkpoint")
+    export.add_argument("--name", default="brats-segresnet")
+    export.add_argument("--version", default="1.0.0")
+    export.add_argument("--roi", type=int, default=128, help="sliding-window size on the model grid")
+    export.add_argument("--data-note", help="what the training data were and their terms (default: BraTS)")
+
+    evaluate = commands.add_parser("evaluate", help="run the engine on labelled cases: Dice and HD95 tables")
+    evaluate.add_argument("roots", nargs="+", type=Path, help="folders holding labelled cases")
+    evaluate.add_argument("--model", type=Path, required=True, help="model card (.json)")
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for cases.csv, means.json, means.md")
+    evaluate.add_argument("--cases", nargs="*", default=[], help="only these case names")
+    evaluate.add_argument("--subsets", default="all,flair+t1c,flair+t1,flair",
+                          help="comma-separated modality subsets (default: all,flair+t1c,flair+t1,flair)")
+    evaluate.add_argument("--no-bias-correction", action="store_true")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--tta", action="store_true", help="mirror test-time augmentation")
+
+    benchmark = commands.add_parser("benchmark", help="training throughput, fp32 against mixed precision")
+    benchmark.add_argument("--batch-size", type=int, default=2)
+    benchmark.add_argument("--patch", type=int, default=64)
+    benchmark.add_argument("--init-filters", type=int, default=16)
+    benchmark.add_argument("--steps", type=int, default=6)
+    benchmark.add_argument("--threads", type=int, default=0)
+    benchmark.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import ExportSettings, export_run
+    settings = ExportSettings(args.run, args.out, args.checkpoint, args.name, args.version, roi_size=args.roi)
+    if args.data_note:
+        settings = replace(settings, data_note=args.data_note)
+    card = export_run(settings)
+    print(f"exported {card.name} {card.version} to {card.path} (sha256 {card.sha256[:12]}…)")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from braintumorseg.inference import InferenceSettings
+    from braintumorseg.pipeline import SegmentationSettings
+    from braintumorseg.preprocessing import PreprocessSettings
+
+    from .evaluate import EvaluateSettings, evaluate, markdown_table
+    segmentation = SegmentationSettings(PreprocessSettings(bias_correction=not args.no_bias_correction),
+                                        InferenceSettings(device=args.device, tta=args.tta))
+    subsets = tuple(s.strip() for s in args.subsets.split(",") if s.strip())
+    result = evaluate(EvaluateSettings(args.model, args.roots, args.out, tuple(args.cases), subsets, segmentation))
+    print(markdown_table(result["means"]), end="")
+    print(f"tables written to {args.out}")
+    return 0
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import BenchmarkSettings, run_benchmark
+    run_benchmark(BenchmarkSettings(args.batch_size, args.patch, args.init_filters, args.steps,
+                                    threads=args.threads, device=args.device))
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
+    if args.init_filters < 8 or args.init_filters % 8:
+        raise InputError(f"--init-filters must be a multiple of 8 (SegResNet's group norm uses 8 groups), "
+                         f"not {args.init_filters}.")
     validation = json.loads(args.splits.read_text())["validation"] if args.splits else []
     init = ""
     if args.command == "finetune":
@@ -58,7 +124,7 @@ def _train(args: argparse.Namespace) -> int:
                          init_filters=args.init_filters, loss=args.loss, val_every=args.val_every,
                          checkpoint_every=args.checkpoint_every, seed=args.seed, amp=not args.no_amp,
                          threads=args.threads, init_weights=init)
-    meta = train(config)
+    meta = train(config, args.until)
     print(f"finished at step {meta['step']}; best step {meta.get('best_step')} "
           f"score {meta.get('best_score', 0):.3f}")
     return 0
@@ -78,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in ("train", "finetune"):
             return _train(args)
+        return {"export": _export, "evaluate": _evaluate, "benchmark": _benchmark}[args.command](args)
     except InputError as error:
         print(f"error: {error}")
         return 2

@@ -132,8 +132,8 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def train(config: TrainConfig) -> dict:
-    """Train (or resume) until `config.steps`; returns the final metadata."""
+def train(config: TrainConfig, until: int = 0) -> dict:
+    """Train (or resume) until `config.steps`, or stop early at step `until` (resume later)."""
     rank, world = _distributed()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -165,6 +165,8 @@ def train(config: TrainConfig) -> dict:
                                                         config.modality_dropout), config.seed, rank)
     loss_fn = RegionLoss(config.loss)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp)
+    if meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
     log_path = out / "log.csv"
     fields = ["step", "loss", "lr", "seconds"] + [f"{s}/{r}" for s in VALIDATION_SUBSETS for r in REGIONS
                                                   if s == "all" or r == "WT"]
@@ -175,7 +177,8 @@ def train(config: TrainConfig) -> dict:
     model.train()
     step = meta["step"]
     started = time.perf_counter() - meta["seconds"]
-    while step < config.steps:
+    last = min(config.steps, until) if until > 0 else config.steps
+    while step < last:
         lr = learning_rate(config, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -204,8 +207,9 @@ def train(config: TrainConfig) -> dict:
             print(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()), flush=True)
         with log_path.open("a", newline="") as handle:
             csv.DictWriter(handle, fields).writerow(row)
-        if step % config.checkpoint_every == 0 or step == config.steps or "all/WT" in row:
-            meta.update(step=step, seconds=time.perf_counter() - started, config=asdict(config))
+        if step % config.checkpoint_every == 0 or step == last or "all/WT" in row:
+            meta.update(step=step, seconds=time.perf_counter() - started, config=asdict(config),
+                        scaler=scaler.state_dict())
             save_checkpoint(checkpoint, core, optimizer, meta)
         if "all/WT" in row:
             plot_curves(log_path, out / "curves.png")

@@ -1,0 +1,98 @@
+"""`benchmark`: training throughput (patches/s, s/step) with and without mixed precision, on synthetic data."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from braintumorseg.network import build_network
+
+from .data import CachedCase, PatchSampler, SamplerSettings
+from .losses import RegionLoss
+from .train import TrainConfig, autocast
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """The training step to time: the default run's network, batch and patch unless changed."""
+
+    batch_size: int = 2
+    patch: int = 64
+    init_filters: int = 16
+    steps: int = 6
+    warmup: int = 2
+    threads: int = 0
+    device: str = "auto"
+
+
+def synthetic_cases(count: int = 2, shape: tuple[int, int, int] = (80, 96, 80), seed: int = 0) -> list[CachedCase]:
+    """Model-grid cases in memory: noise 'brain' with a bright ellipsoid lesion and its regions."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    brain = z ** 2 + y ** 2 + x ** 2 < 0.8
+    cases = []
+    for index in range(count):
+        lesion = (z - 0.2) ** 2 + (y + 0.1 * index) ** 2 + x ** 2 < 0.08
+        core = (z - 0.2) ** 2 + (y + 0.1 * index) ** 2 + x ** 2 < 0.03
+        image = np.where(brain, rng.normal(0, 1, (4, *shape)), 0) + 2 * lesion
+        regions = np.stack([lesion, core, core & (rng.random(shape) < 0.5)]).astype(np.uint8)
+        cases.append(CachedCase(f"synthetic{index}", image.astype(np.float16), regions, np.ones(4, bool),
+                                np.ones(3, bool), np.argwhere(lesion)))
+    return cases
+
+
+def time_training(settings: BenchmarkSettings, amp: bool, device: torch.device) -> dict[str, float]:
+    """Seconds per optimizer step (sampling + forward + backward + update) and patches per second."""
+    config = TrainConfig(cache="", out="", init_filters=settings.init_filters, patch=settings.patch,
+                         batch_size=settings.batch_size)
+    torch.manual_seed(0)
+    model = build_network(config.architecture()).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    sampler = PatchSampler(synthetic_cases(), SamplerSettings(settings.patch), seed=0)
+    loss_fn = RegionLoss(config.loss)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and amp)
+    sampling = compute = 0.0
+    for step in range(settings.warmup + settings.steps):
+        start = time.perf_counter()
+        image, target, present = (t.to(device) for t in sampler.batch(step, settings.batch_size))
+        sampled = time.perf_counter()
+        with autocast(device, amp):
+            logits = model(image)
+        loss = loss_fn(logits, target, present)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= settings.warmup:
+            sampling += sampled - start
+            compute += time.perf_counter() - sampled
+    per_step = (sampling + compute) / settings.steps
+    return {"s_per_step": per_step, "patches_per_s": settings.batch_size / per_step,
+            "sampling_s_per_step": sampling / settings.steps}
+
+
+def run_benchmark(settings: BenchmarkSettings, log=print) -> dict[str, dict[str, float]]:
+    """Time fp32 and mixed precision (bf16 on CPU, fp16 on CUDA) in the same process and print both."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    cuda = torch.cuda.is_available() and settings.device in ("auto", "cuda")
+    device = torch.device("cuda" if cuda else "cpu")
+    name = torch.cuda.get_device_name(0) if cuda else f"CPU, {torch.get_num_threads()} threads ({os.cpu_count()} cores)"
+    log(f"training step: SegResNet init_filters {settings.init_filters}, batch {settings.batch_size}, "
+        f"patch {settings.patch}^3, {settings.steps} timed steps after {settings.warmup} warm-up, on {name}")
+    log("note: other processes on this machine (e.g. a training run) slow these numbers down.")
+    results = {}
+    for label, amp in (("fp32", False), ("bf16 autocast" if not cuda else "fp16 autocast", True)):
+        results[label] = time_training(settings, amp, device)
+        r = results[label]
+        log(f"{label:>14}: {r['s_per_step']:.3f} s/step, {r['patches_per_s']:.2f} patches/s "
+            f"(sampling and augmentation {r['sampling_s_per_step']:.3f} s/step)")
+    fp32, mixed = results.values()
+    log(f"mixed precision speed-up over fp32: {fp32['s_per_step'] / mixed['s_per_step']:.2f}x")
+    return results

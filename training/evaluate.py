@@ -1,0 +1,165 @@
+"""`evaluate`: run the engine's whole pipeline on labelled cases and score WT/TC/ET (Dice, HD95) per subset."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from braintumorseg.errors import InputError
+from braintumorseg.images import read_image, resample_to_reference, same_grid
+from braintumorseg.labels import ED, REGIONS, to_internal
+from braintumorseg.metrics import region_scores
+from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES
+from braintumorseg.modelcard import ModelCard
+from braintumorseg.pipeline import Pipeline, SegmentationSettings
+
+from .discovery import WHOLE_TUMOUR_ONLY, LabelledCase, labelled_cases
+
+DEFAULT_SUBSETS = ("all", "flair+t1c", "flair+t1", "flair")
+COLUMNS = ["case", "subset", "channels"] + [f"{r}_{m}" for r in REGIONS for m in ("dice", "hd95")] + ["seconds"]
+
+
+def parse_subset(name: str) -> tuple[str, ...]:
+    """'all' or modality names joined by '+' (t1, t1c, t2, flair) → modalities in model order."""
+    if name == "all":
+        return MODALITIES
+    parts = [p.strip().lower() for p in name.split("+") if p.strip()]
+    unknown = [p for p in parts if p not in MODALITIES]
+    if not parts or unknown:
+        raise InputError(f"modality subset '{name}' is not valid: join names from {', '.join(MODALITIES)} "
+                         "with '+' (e.g. flair+t1c), or use 'all'.")
+    return tuple(m for m in MODALITIES if m in parts)
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """Which model, cases and modality subsets to evaluate, and where the tables go."""
+
+    card: Path
+    roots: list[Path]
+    out: Path
+    cases: tuple[str, ...] = ()
+    subsets: tuple[str, ...] = DEFAULT_SUBSETS
+    segmentation: SegmentationSettings = field(default_factory=SegmentationSettings)
+
+
+def reference_classes(item: LabelledCase) -> tuple[np.ndarray, sitk.Image, tuple[str, ...]]:
+    """The case's label as internal classes, its image, and the regions it is labelled for."""
+    image = sitk.ReadImage(str(item.case.label))
+    array = sitk.GetArrayFromImage(image)
+    if item.convention == WHOLE_TUMOUR_ONLY:
+        return np.where(array > 0, ED, 0).astype(np.uint8), image, ("WT",)
+    return to_internal(array, item.convention), image, REGIONS
+
+
+def score_case(pipeline: Pipeline, item: LabelledCase, modalities: tuple[str, ...]) -> dict[str, Any]:
+    """Segment the case from the given modalities with the engine and score it against its label."""
+    images = {m: read_image(item.case.inputs[m], DISPLAY_NAMES[m]) for m in modalities}
+    start = time.perf_counter()
+    labels, _ = pipeline.segment_images(images)
+    seconds = time.perf_counter() - start
+    reference, reference_image, labelled = reference_classes(item)
+    if not same_grid(reference_image, labels, tolerance=1e-3):
+        reference = _resample_classes(reference, reference_image, labels)
+    predicted = to_internal(sitk.GetArrayFromImage(labels), pipeline.settings.label_convention)
+    scores = region_scores(predicted, reference, labels.GetSpacing()[::-1])
+    return {region: scores[region] if region in labelled else None for region in REGIONS} | {"seconds": seconds}
+
+
+def _resample_classes(classes: np.ndarray, grid: sitk.Image, target: sitk.Image) -> np.ndarray:
+    image = sitk.GetImageFromArray(classes)
+    image.CopyInformation(grid)
+    return sitk.GetArrayFromImage(resample_to_reference(image, target, interpolator=sitk.sitkNearestNeighbor))
+
+
+def summarize(rows: list[dict[str, Any]], subsets: tuple[str, ...]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean and median per subset and region over the cases labelled for that region."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for subset in (s for s in subsets if any(r["subset"] == s for r in rows)):
+        table[subset] = {}
+        for region in REGIONS:
+            dice = [float(r[f"{region}_dice"]) for r in rows if r["subset"] == subset and r[f"{region}_dice"] != ""]
+            hd = [float(r[f"{region}_hd95"]) for r in rows if r["subset"] == subset and r[f"{region}_hd95"] != ""]
+            if dice:
+                table[subset][region] = {"dice_mean": round(float(np.mean(dice)), 4),
+                                         "dice_median": round(float(np.median(dice)), 4),
+                                         "hd95_mean": round(float(np.mean(hd)), 2),
+                                         "hd95_median": round(float(np.median(hd)), 2), "cases": len(dice)}
+    return table
+
+
+def markdown_table(table: dict[str, dict[str, dict[str, float]]]) -> str:
+    """The mean table as Markdown: one row per subset, Dice and HD95 per region."""
+    lines = ["| subset | " + " | ".join(f"{r} Dice | {r} HD95 (mm)" for r in REGIONS) + " | cases |",
+             "|---|" + "---|---|" * len(REGIONS) + "---|"]
+    for subset, regions in table.items():
+        cells = []
+        for region in REGIONS:
+            if region in regions:
+                cells += [f"{regions[region]['dice_mean']:.3f}", f"{regions[region]['hd95_mean']:.1f}"]
+            else:
+                cells += ["–", "–"]
+        count = max(r["cases"] for r in regions.values()) if regions else 0
+        lines.append(f"| {subset} | " + " | ".join(cells) + f" | {count} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.partial{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
+    """Score every selected case with every subset it has; write cases.csv, means.json and means.md."""
+    subsets = {name: parse_subset(name) for name in settings.subsets}
+    card = ModelCard.load(settings.card)
+    items = labelled_cases(settings.roots)
+    if settings.cases:
+        missing = set(settings.cases) - {i.case.name for i in items}
+        if missing:
+            raise InputError(f"cases not found under the given folders: {', '.join(sorted(missing))}.")
+        items = [i for i in items if i.case.name in settings.cases]
+    if not items:
+        raise InputError(f"no labelled case found under {', '.join(map(str, settings.roots))}.")
+    pipeline = Pipeline(card, settings.segmentation)
+    rows = []
+    for item in items:
+        for name, modalities in subsets.items():
+            usable = tuple(m for m in modalities if m in card.channels)
+            if not usable or not set(usable) <= set(item.case.inputs):
+                continue
+            result = score_case(pipeline, item, usable)
+            row = {"case": item.case.name, "subset": name, "channels": "+".join(usable),
+                   "seconds": f"{result['seconds']:.1f}"}
+            for region in REGIONS:
+                scores = result[region]
+                row[f"{region}_dice"] = "" if scores is None else f"{scores['dice']:.4f}"
+                row[f"{region}_hd95"] = "" if scores is None else f"{scores['hd95']:.2f}"
+            rows.append(row)
+            log(f"{item.case.name} [{name}] " + ", ".join(
+                f"{r} {row[f'{r}_dice']} / {row[f'{r}_hd95']} mm" for r in REGIONS if row[f"{r}_dice"])
+                + f" ({row['seconds']} s)")
+    if not rows:
+        raise InputError("no case has all the modalities of any requested subset; choose other --subsets.")
+    settings.out.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_atomic(settings.out / "cases.csv", buffer.getvalue())
+    table = summarize(rows, tuple(subsets))
+    result = {"model": f"{card.name} {card.version}", "sha256": card.sha256, "means": table,
+              "cases": sorted({r["case"] for r in rows})}
+    _write_atomic(settings.out / "means.json", json.dumps(result, indent=2) + "\n")
+    _write_atomic(settings.out / "means.md", markdown_table(table))
+    return result

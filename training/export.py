@@ -1,0 +1,125 @@
+"""`export`: turn a training run's checkpoint into the safetensors weights and model card the engine reads."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from braintumorseg.errors import InputError
+from braintumorseg.labels import REGIONS
+from braintumorseg.modalities import MODALITIES
+from braintumorseg.modelcard import ModelCard, export_model
+from braintumorseg.network import build_network
+from braintumorseg.preprocessing import NormalizationSpec
+
+from .checkpoint import model_weights
+from .train import TrainConfig
+
+DATA_NOTE = ("Trained on BraTS challenge training data (expert labels), which are for research use under "
+             "the BraTS terms; these weights are for research only, not for clinical decisions.")
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What to export from a run folder and how to name it."""
+
+    run: Path
+    out: Path
+    checkpoint: str = "best"
+    name: str = "brats-segresnet"
+    version: str = "1.0.0"
+    description: str = ("SegResNet predicting overlapping regions (whole tumour, tumour core, enhancing "
+                        "tumour; sigmoid outputs, turned into labels NCR/ED/ET by the engine) from any "
+                        "subset of T1, T1Gd, T2 and FLAIR (missing channels are zero).")
+    license: str = "research use only (weights trained on BraTS data under the BraTS terms)"
+    data_note: str = DATA_NOTE
+    roi_size: int = 128
+
+
+def read_config(run: Path) -> TrainConfig:
+    """The run's TrainConfig from config.json (keys this version does not know are ignored)."""
+    path = run / "config.json"
+    if not path.is_file():
+        raise InputError(f"{run} is not a training run folder (no config.json); give the --out folder of "
+                         "`python -m training train`.")
+    data = json.loads(path.read_text())
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in data.items() if k in known})
+
+
+def downsamplings(config: TrainConfig) -> int:
+    """How many times the network halves the grid (SegResNet: one fewer than its levels)."""
+    return len(config.architecture().kwargs["blocks_down"]) - 1
+
+
+def training_summary(config: TrainConfig, manifest: dict[str, Any], run_meta: dict[str, Any],
+                     selected_step: int, data_note: str) -> dict[str, Any]:
+    """Cases per source folder (training and validation), channels and regions seen, steps and time."""
+    validation = set(config.validation)
+    sources: dict[str, dict[str, Any]] = {}
+    for entry in manifest["cases"]:
+        source = Path(entry["source"]).parent.name or entry["source"]
+        summary = sources.setdefault(source, {"training": 0, "validation": 0, "channels": Counter(),
+                                              "regions": Counter()})
+        summary["validation" if entry["name"] in validation else "training"] += 1
+        summary["channels"]["+".join(entry["channels"])] += 1
+        summary["regions"]["+".join(entry["regions"])] += 1
+    for summary in sources.values():
+        summary["channels"] = dict(summary["channels"])
+        summary["regions"] = dict(summary["regions"])
+    names = [e["name"] for e in manifest["cases"]]
+    return {
+        "training_cases": sum(1 for n in names if n not in validation),
+        "validation_cases": sorted(validation),
+        "by_source": sources,
+        "steps": run_meta.get("step"),
+        "selected_step": selected_step,
+        "hours": round(float(run_meta.get("seconds", 0.0)) / 3600, 2),
+        "label_conventions": dict(Counter(e["convention"] for e in manifest["cases"])),
+        "spacing_mm": manifest["spacing"],
+        "normalization": manifest.get("normalization", {}).get("method", "zscore"),
+        "bias_correction": manifest.get("settings", {}).get("bias_correction", "True") == "True",
+        "config": {k: v for k, v in config.__dict__.items() if k not in ("cache", "out", "validation")},
+        "data": data_note,
+    }
+
+
+def export_run(settings: ExportSettings) -> ModelCard:
+    """Build the run's network, load the chosen checkpoint's weights and write weights + card."""
+    config = read_config(settings.run)
+    checkpoint = settings.run / settings.checkpoint
+    if settings.checkpoint not in ("best", "checkpoint"):
+        raise InputError(f"--checkpoint must be 'best' or 'checkpoint', not '{settings.checkpoint}'.")
+    if not checkpoint.with_suffix(".safetensors").is_file():
+        raise InputError(f"{checkpoint.with_suffix('.safetensors')} does not exist: the run has no "
+                         f"'{settings.checkpoint}' checkpoint yet (best is written at the first validation "
+                         "with validation cases); try --checkpoint checkpoint.")
+    manifest_path = Path(config.cache) / "manifest.json"
+    if not manifest_path.is_file():
+        raise InputError(f"the run's cache manifest {manifest_path} is missing; the card needs its spacing "
+                         "and normalization.")
+    manifest = json.loads(manifest_path.read_text())
+    meta = json.loads(checkpoint.with_suffix(".json").read_text())
+    run_meta = json.loads((settings.run / "checkpoint.json").read_text())
+    network = build_network(config.architecture())
+    network.load_state_dict(model_weights(checkpoint.with_suffix(".safetensors")))
+    multiple = 2 ** downsamplings(config)
+    roi = max(multiple, settings.roi_size // multiple * multiple)
+    normalization = manifest.get("normalization", {"method": "zscore"})
+    metrics = meta.get("best_metrics") if settings.checkpoint == "best" else meta.get("last_metrics")
+    card = ModelCard(
+        name=settings.name, version=settings.version, architecture=config.architecture(),
+        channels=list(manifest.get("channels", MODALITIES)), missing_channels="zero",
+        spacing=[float(manifest["spacing"])] * 3,
+        normalization=NormalizationSpec(normalization["method"], normalization.get("landmarks", {})),
+        regions=list(REGIONS), divisible_by=multiple, roi_size=[roi] * 3, description=settings.description,
+        license=settings.license, training=training_summary(config, manifest, run_meta, meta["step"], settings.data_note),
+        metrics={"validation_model_grid_dice": metrics or {}, "step": meta.get("step"),
+                 "note": f"Dice on the {manifest['spacing']} mm model grid of the validation cases with the "
+                         "other channels zeroed; `python -m training evaluate` gives Dice/HD95 on the "
+                         "original grids."})
+    card.validate()
+    return export_model(network, card, settings.out)
