@@ -1,0 +1,58 @@
+"""What the panel shows, as plain data: the Segment/Cancel button, the status line, the progress bar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SEGMENT, CANCEL, CANCELLING = "Segment", "Cancel", "Cancelling…"
+
+# What each engine stage means to a user, for the status line.
+STAGE_TEXT = {
+    "load inputs": "Reading the volumes",
+    "load model": "Loading the model",
+    "align to reference": "Aligning the volumes",
+    "brain mask": "Finding the brain",
+    "bias correction": "Correcting intensity bias (the longest step)",
+    "normalization": "Normalizing intensities",
+    "inference": "Segmenting the tumor",
+    "post-processing": "Cleaning up the result",
+    "write output": "Saving the result",
+    "done": "Finishing",
+}
+
+
+@dataclass(frozen=True)
+class ButtonState:
+    text: str
+    enabled: bool
+    tooltip: str
+
+
+def button_state(problems: list[str], running: bool, cancelling: bool = False) -> ButtonState:
+    """Segment when idle (enabled only without problems), Cancel while running."""
+    if cancelling:
+        return ButtonState(CANCELLING, False, "Stopping the segmentation.")
+    if running:
+        return ButtonState(CANCEL, True, "Stop the segmentation; the scene is left as it was.")
+    if problems:
+        return ButtonState(SEGMENT, False, problems[0])
+    return ButtonState(SEGMENT, True, "Segment necrotic core, edema and enhancing tumor.")
+
+
+def status_text(problems: list[str], running: bool, stage: str = "") -> str:
+    """The status line: the first problem, the current stage while running, or what to do next."""
+    if running:
+        return f"{STAGE_TEXT.get(stage, stage.capitalize() or 'Starting')}…"
+    if problems:
+        return problems[0]
+    return "Ready: click Segment."
+
+
+def progress_percent(fraction: float) -> int:
+    return int(round(100 * min(1.0, max(0.0, fraction))))
+
+
+def stage_summary(stage_seconds: dict[str, float], total_seconds: float) -> str:
+    """The status after a run: total time and the time of each stage."""
+    parts = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in stage_seconds.items())
+    return f"Done in {total_seconds:.1f} s ({parts})." if parts else f"Done in {total_seconds:.1f} s."

@@ -1,0 +1,46 @@
+"""Moving volumes between the scene and files the engine reads and writes, through Slicer's own storage nodes.
+
+The storage nodes convert between Slicer's RAS and the files' LPS, so a label map read back lands exactly where
+the engine put it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import slicer
+
+
+def write_volume(node, path: Path) -> None:
+    """Write a scalar volume node (its voxels and IJK-to-RAS geometry) to a NRRD file."""
+    if node.GetImageData() is None:
+        raise ValueError(f"the volume '{node.GetName()}' has no image data; load it again.")
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    storage.SetUseCompression(0)
+    if not storage.WriteData(node):
+        raise OSError(f"could not write the volume '{node.GetName()}' to {path}; check the free disk space.")
+
+
+def read_label_map(path: Path):
+    """Read a label map file into a new label map volume node that is not yet in any scene."""
+    node = slicer.vtkMRMLLabelMapVolumeNode()
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    storage.SetSingleFile(1)
+    if not storage.ReadData(node):
+        raise OSError(f"the segmentation result {path} could not be read.")
+    return node
+
+
+def load_volume(scene, path: Path, name: str, label_map: bool = False):
+    """Read an image file into a new volume node in the scene (for batch use without the application)."""
+    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode" if label_map else "vtkMRMLScalarVolumeNode", name)
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(path))
+    if not storage.ReadData(node):
+        scene.RemoveNode(storage)
+        scene.RemoveNode(node)
+        raise OSError(f"could not read {path} as a volume.")
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    return node
