@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -125,8 +126,9 @@ def _train(args: argparse.Namespace) -> int:
                          checkpoint_every=args.checkpoint_every, seed=args.seed, amp=not args.no_amp,
                          threads=args.threads, init_weights=init)
     meta = train(config, args.until)
-    print(f"finished at step {meta['step']}; best step {meta.get('best_step')} "
-          f"score {meta.get('best_score', 0):.3f}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"finished at step {meta['step']}; best step {meta.get('best_step')} "
+              f"score {meta.get('best_score', 0):.3f}")
     return 0
 
 

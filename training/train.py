@@ -142,6 +142,14 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
+def replicas_identical(model: torch.nn.Module, world: int) -> bool:
+    """True when every DDP process holds exactly the same weights (compared with all_gather)."""
+    flat = torch.cat([p.detach().flatten().double() for p in model.parameters()])
+    gathered = [torch.empty_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    return all(torch.equal(gathered[0], other) for other in gathered[1:])
+
+
 def train(config: TrainConfig, until: int = 0) -> dict:
     """Train (or resume) until `config.steps`, or stop early at step `until` (resume later)."""
     rank, world = _distributed()
@@ -186,7 +194,8 @@ def train(config: TrainConfig, until: int = 0) -> dict:
     if rank == 0 and not log_path.exists():
         with log_path.open("w", newline="") as handle:
             csv.writer(handle).writerow(fields)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    if rank == 0:
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     model.train()
     step = meta["step"]
     started = time.perf_counter() - meta["seconds"]
@@ -229,6 +238,12 @@ def train(config: TrainConfig, until: int = 0) -> dict:
         if step % 10 == 0:
             print(f"step {step} loss {loss.item():.4f} lr {lr:.2e} {time.perf_counter() - started:.0f}s", flush=True)
     if world > 1:
+        identical = replicas_identical(core, world)
+        if rank == 0:
+            meta["replicas_identical"] = identical
+            save_checkpoint(checkpoint, core, optimizer, meta)
         dist.barrier()
         dist.destroy_process_group()
+        if not identical:
+            raise RuntimeError("the DDP replicas ended with different weights; do not use this run.")
     return meta
