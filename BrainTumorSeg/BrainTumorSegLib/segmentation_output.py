@@ -167,9 +167,14 @@ def place_in_study(scene, node, reference_volume) -> None:
     """Put the node under the same subject-hierarchy parent (the study) as the reference volume."""
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     reference_item = hierarchy.GetItemByDataNode(reference_volume)
+    if not reference_item:
+        return
+    parent = hierarchy.GetItemParent(reference_item)
     item = hierarchy.GetItemByDataNode(node)
-    if reference_item and item:
-        hierarchy.SetItemParent(item, hierarchy.GetItemParent(reference_item))
+    if item:
+        hierarchy.SetItemParent(item, parent)
+    else:  # the application creates items when nodes are added; a batch scene may not
+        hierarchy.CreateItem(parent, node)
 
 
 def write_volumes_table(scene, segmentation_node, volumes_ml: dict[str, float]):
