@@ -1,0 +1,83 @@
+"""Partial cases: regions a case is not labelled for get no gradient; dropout keeps only channels a case has."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from training.data import FAVOURED_SUBSETS, CachedCase, PatchSampler, SamplerSettings
+from training.losses import LOSSES, RegionLoss
+
+
+def _batch(seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, 3, 8, 8, 8, generator=generator, requires_grad=True)
+    target = (torch.rand(2, 3, 8, 8, 8, generator=generator) > 0.7).float()
+    present = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])  # second case: whole tumour only
+    return logits, target, present
+
+
+@pytest.mark.parametrize("kind", LOSSES)
+def test_unlabelled_regions_get_no_gradient(kind):
+    logits, target, present = _batch()
+    RegionLoss(kind)(logits, target, present).backward()
+    gradient = logits.grad
+    assert torch.count_nonzero(gradient[1, 1:]) == 0          # WT-only case: TC and ET untouched
+    assert torch.count_nonzero(gradient[1, 0]) > 0            # ... but WT learns
+    assert torch.count_nonzero(gradient[0]) > 0 and torch.count_nonzero(gradient[0, 2]) > 0
+
+
+@pytest.mark.parametrize("kind", LOSSES)
+def test_loss_does_not_depend_on_unlabelled_regions(kind):
+    logits, target, present = _batch()
+    loss = RegionLoss(kind)(logits, target, present)
+    other_logits, other_target = logits.detach().clone(), target.clone()
+    other_logits[1, 1:] = torch.randn(2, 8, 8, 8) * 5
+    other_target[1, 1:] = 1 - other_target[1, 1:]
+    assert torch.allclose(RegionLoss(kind)(other_logits, other_target, present), loss.detach(), atol=1e-6)
+    changed = logits.detach().clone()
+    changed[1, 0] += 3.0
+    assert not torch.allclose(RegionLoss(kind)(changed, target, present), loss.detach())
+
+
+def _case(channels, regions_present=(True, True, True), shape=(24, 24, 24), name="c") -> CachedCase:
+    rng = np.random.default_rng(0)
+    available = np.array(channels, bool)
+    image = (rng.normal(size=(4, *shape)) + 3) * available[:, None, None, None]
+    regions = np.zeros((3, *shape), np.uint8)
+    regions[:, 8:16, 8:16, 8:16] = np.array(regions_present, np.uint8)[:, None, None, None]
+    return CachedCase(name, image.astype(np.float16), regions, available, np.array(regions_present),
+                      np.argwhere(regions[0] > 0))
+
+
+def test_dropout_keeps_only_available_channels():
+    """A FLAIR+T1c case never gets T1 or T2 back; a complete case sees many subsets, never none."""
+    partial = PatchSampler([_case([False, True, False, True])], SamplerSettings(patch=16, modality_dropout=1.0), 0)
+    complete = PatchSampler([_case([True] * 4)], SamplerSettings(patch=16, modality_dropout=1.0), 0)
+    subsets = set()
+    for step in range(40):
+        image, _, _ = partial.batch(step, 2)
+        kept = image.flatten(2).abs().sum(2) > 0
+        assert not kept[:, [0, 2]].any() and kept[:, [1, 3]].all()
+        image, _, _ = complete.batch(step, 2)
+        for row in (image.flatten(2).abs().sum(2) > 0).tolist():
+            assert any(row)
+            subsets.add(tuple(i for i, k in enumerate(row) if k))
+    assert len(subsets) >= 6 and set(FAVOURED_SUBSETS) <= subsets
+
+
+def test_sampler_passes_the_regions_a_case_has():
+    sampler = PatchSampler([_case([True, False, False, True], (True, False, False))], SamplerSettings(patch=16), 0)
+    _, target, present = sampler.batch(0, 2)
+    assert present.tolist() == [[1.0, 0.0, 0.0]] * 2
+    assert target[:, 1:].sum() == 0
+
+
+def test_batches_depend_only_on_seed_step_and_rank():
+    cases = [_case([True] * 4, name="a"), _case([False, True, False, True], name="b")]
+    first = PatchSampler(cases, SamplerSettings(patch=16), seed=3).batch(7, 2)
+    again = PatchSampler(cases, SamplerSettings(patch=16), seed=3).batch(7, 2)
+    other_rank = PatchSampler(cases, SamplerSettings(patch=16), seed=3, rank=1).batch(7, 2)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[0], other_rank[0])
