@@ -1,0 +1,146 @@
+"""Training end to end on tiny synthetic cases: prepare, train, exact resume, DDP, export, engine, evaluate."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from training_synthetic import small_training_set
+
+from braintumorseg.modelcard import ModelCard, load_model, sha256_of
+from braintumorseg.pipeline import Pipeline, SegmentationSettings
+from braintumorseg.preprocessing import PreprocessSettings
+from training.checkpoint import model_weights
+from training.cli import main
+from training.discovery import labelled_cases
+from training.prepare import PrepareSettings, prepare
+from training.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+VALIDATION = "Brats18_TCIA_001_1"
+NO_N4 = SegmentationSettings(PreprocessSettings(bias_correction=False))
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Three cases (complete, WT-only FLAIR+T1, FLAIR+T1c) prepared at 4 mm without N4."""
+    base = tmp_path_factory.mktemp("training")
+    data = small_training_set(base / "data")
+    entries = prepare(labelled_cases([data]), PrepareSettings(base / "cache", 4.0, False, 1))
+    assert {e["name"]: e["regions"] for e in entries}["case_wt"] == ["WT"]
+    return base
+
+
+def tiny(base: Path, out: str, **changes) -> TrainConfig:
+    config = TrainConfig(cache=str(base / "cache"), out=str(base / out), validation=[VALIDATION], steps=4,
+                         batch_size=2, patch=32, init_filters=8, warmup=2, val_every=2, checkpoint_every=100)
+    return replace(config, **changes)
+
+
+@pytest.fixture(scope="module")
+def run(prepared):
+    train(tiny(prepared, "run"))
+    return prepared / "run"
+
+
+def test_training_writes_checkpoints_log_and_curves(run):
+    meta = json.loads((run / "checkpoint.json").read_text())
+    assert meta["step"] == 4 and set(meta["last_metrics"]) >= {"all/WT", "all/TC", "all/ET", "flair/WT"}
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert all(np.isfinite(float(r["loss"])) for r in rows) and rows[1]["all/WT"] and not rows[0]["all/WT"]
+    assert (run / "best.safetensors").is_file() and (run / "curves.png").stat().st_size > 1000
+
+
+def test_resume_gives_the_same_state_as_one_run(run, prepared):
+    """Stop at step 2, resume to 4: weights, optimizer state and losses equal the uninterrupted run."""
+    config = tiny(prepared, "resumed")
+    train(config, until=2)
+    assert json.loads((prepared / "resumed" / "checkpoint.json").read_text())["step"] == 2
+    train(config)
+    straight = model_weights(run / "checkpoint.safetensors")
+    from safetensors.torch import load_file
+    one, two = load_file(str(run / "checkpoint.safetensors")), load_file(str(prepared / "resumed" / "checkpoint.safetensors"))
+    assert set(one) == set(two) and any(k.startswith("optim.") for k in one)
+    assert all(torch.equal(one[k], two[k]) for k in one)
+    assert all(torch.equal(straight[k], one["model." + k]) for k in straight)
+    losses = [[r["loss"] for r in csv.DictReader((prepared / d / "log.csv").open())] for d in ("run", "resumed")]
+    assert losses[0] == losses[1]
+
+
+def test_export_and_the_engine_segments_with_it(run, prepared):
+    out = prepared / "model"
+    assert main(["export", "--run", str(run), "--out", str(out), "--version", "0.0.1",
+                 "--data-note", "synthetic test cases"]) == 0
+    card = ModelCard.load(out / "model.json")
+    assert card.sha256 == sha256_of(out / "model.safetensors")
+    assert card.spacing == [4.0, 4.0, 4.0] and card.divisible_by == 8 and card.roi_size == [128] * 3
+    assert card.training["training_cases"] == 2 and card.training["validation_cases"] == [VALIDATION]
+    assert card.training["by_source"]["data"]["regions"] == {"WT+TC+ET": 2, "WT": 1}
+    assert card.training["steps"] == 4 and card.metrics["validation_model_grid_dice"]
+    best = model_weights(run / "best.safetensors")
+    network = load_model(card)
+    assert all(torch.equal(v, best[k]) for k, v in network.state_dict().items())
+    case = prepared / "data" / "BraTS-GLI-00002-000"
+    inputs = {"t1c": case / "BraTS-GLI-00002-000-t1c.nii.gz", "flair": case / "BraTS-GLI-00002-000-t2f.nii.gz"}
+    report = Pipeline(card, NO_N4).segment_files(inputs, prepared / "seg.nii.gz")
+    labels = sitk.ReadImage(str(prepared / "seg.nii.gz"))
+    assert labels.GetSize() == sitk.ReadImage(str(inputs["t1c"])).GetSize()
+    assert set(np.unique(sitk.GetArrayViewFromImage(labels)).tolist()) <= {0, 1, 2, 4}
+    assert report.model == "brats-segresnet 0.0.1"
+
+
+def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys):
+    model = prepared / "model-eval"
+    assert main(["export", "--run", str(run), "--out", str(model), "--checkpoint", "checkpoint"]) == 0
+    out = prepared / "evaluation"
+    assert main(["evaluate", str(prepared / "data"), "--model", str(model / "model.json"), "--out", str(out),
+                 "--subsets", "all,flair+t1c,flair", "--no-bias-correction"]) == 0
+    rows = list(csv.DictReader((out / "cases.csv").open()))
+    done = {(r["case"], r["subset"]) for r in rows}
+    assert done == {(VALIDATION, "all"), (VALIDATION, "flair+t1c"), (VALIDATION, "flair"),
+                    ("BraTS-GLI-00002-000", "flair+t1c"), ("BraTS-GLI-00002-000", "flair"), ("case_wt", "flair")}
+    for row in rows:
+        assert 0.0 <= float(row["WT_dice"]) <= 1.0 and float(row["WT_hd95"]) >= 0.0
+        assert (row["TC_dice"] == "") == (row["case"] == "case_wt")
+    means = json.loads((out / "means.json").read_text())["means"]
+    assert list(means) == ["all", "flair+t1c", "flair"] and means["flair"]["WT"]["cases"] == 3
+    assert means["flair"]["TC"]["cases"] == 2
+    flair = [float(r["WT_dice"]) for r in rows if r["subset"] == "flair"]
+    assert means["flair"]["WT"]["dice_mean"] == pytest.approx(np.mean(flair), abs=1e-4)
+    assert "| flair+t1c |" in (out / "means.md").read_text()
+
+
+def test_bad_inputs_get_one_clear_sentence(run, prepared, capsys):
+    assert main(["export", "--run", str(prepared / "data"), "--out", str(prepared / "x")]) == 2
+    assert "not a training run folder" in capsys.readouterr().out
+    assert main(["evaluate", str(prepared / "data"), "--model", str(prepared / "model" / "model.json"),
+                 "--out", str(prepared / "x"), "--subsets", "flair+t3"]) == 2
+    assert "modality subset 'flair+t3' is not valid" in capsys.readouterr().out
+    assert main(["train", "--cache", str(prepared / "cache"), "--out", str(prepared / "x"),
+                 "--init-filters", "12"]) == 2
+    assert "multiple of 8" in capsys.readouterr().out
+
+
+def test_ddp_on_two_cpu_processes(prepared):
+    """torchrun with 2 gloo processes: the run completes and both replicas hold identical weights."""
+    out = prepared / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'BrainTumorSeg'}")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "training", "train", "--cache", str(prepared / "cache"), "--out", str(out), "--steps", "3",
+               "--patch", "32", "--init-filters", "8", "--val-every", "100", "--checkpoint-every", "100"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["step"] == 3 and meta["replicas_identical"] is True
+    assert result.stdout.count("finished at step 3") == 1
+    assert [r["step"] for r in csv.DictReader((out / "log.csv").open())] == ["1", "2", "3"]
