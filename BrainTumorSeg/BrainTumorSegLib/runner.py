@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -42,13 +42,13 @@ class RunState(Enum):
 
 @dataclass
 class RunStatus:
-    """Where a run is: its state, the current stage and overall fraction, and an error message if it failed."""
+    """Where a run is: state, current stage, overall fraction, seconds since start, error message if it failed."""
 
     state: RunState = RunState.RUNNING
     stage: str = ""
     fraction: float = 0.0
+    elapsed: float = 0.0
     message: str = ""
-    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -73,7 +73,7 @@ def engine_command(request: EngineRequest, python: str | os.PathLike) -> list[st
 
 
 def parse_progress(line: str) -> tuple[str, float, float | None] | None:
-    """(stage, fraction, seconds) from one `--json-progress` line, or None for any other output."""
+    """(stage, fraction, seconds since start) from one `--json-progress` line, or None for other output."""
     try:
         data = json.loads(line)
     except ValueError:
@@ -170,7 +170,7 @@ class ProcessRunner:
             stage, fraction, seconds = progress
             self._status.stage, self._status.fraction = stage, fraction
             if seconds is not None:
-                self._status.stage_seconds[stage] = seconds
+                self._status.elapsed = seconds
 
     def _stderr_text(self) -> str:
         try:
@@ -256,7 +256,7 @@ class InProcessRunner:
             self._status.state, self._status.message = RunState.FAILED, str(error)
             return
         self._status.state, self._status.fraction = RunState.SUCCEEDED, 1.0
-        self._status.stage_seconds = dict(report.stage_seconds)
+        self._status.elapsed = report.total_seconds
 
     def poll(self) -> RunStatus:
         return self._status
