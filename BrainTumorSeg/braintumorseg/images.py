@@ -14,13 +14,19 @@ from .errors import InputError
 LABEL_VALUES = {0, 1, 2, 3, 4}
 
 
-def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
-    """Read a 3D scalar image as float32, refusing what cannot be an MRI volume."""
+def check_file(path: str | os.PathLike, what: str = "image") -> Path:
+    """Refuse a path that is missing or a folder, before any work is done."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{what}: file not found: {path}. Check the path.")
     if path.is_dir():
         raise InputError(f"{what}: {path} is a folder; give an image file (NIfTI, NRRD or MHA).")
+    return path
+
+
+def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
+    """Read a 3D scalar image as float32, refusing what cannot be an MRI volume."""
+    path = check_file(path, what)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError:
@@ -148,3 +154,21 @@ def write_image_atomic(image: sitk.Image, path: str | os.PathLike) -> None:
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
+    """Write a file (report, summary, figure) so that the target never holds a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial{os.getpid()}")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Write a UTF-8 text file atomically."""
+    write_bytes_atomic(text.encode("utf-8"), path)

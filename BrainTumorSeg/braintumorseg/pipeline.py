@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import torch
 
 from .errors import Cancelled, InputError
-from .images import read_image, write_image_atomic
+from .images import read_image, write_image_atomic, write_text_atomic
 from .inference import InferenceSettings, Segmenter
 from .labels import ED, ET, NCR, from_internal
 from .modalities import DISPLAY_NAMES, reference_modality
@@ -104,6 +104,7 @@ class Pipeline:
         self._segmenter: Segmenter | None = None
         self._report = SegmentationReport()
         self._done = 0.0
+        self._weights: dict[str, float] = {}
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -113,13 +114,13 @@ class Pipeline:
         yield
         seconds = time.perf_counter() - start
         self._report.stage_seconds[name] = round(self._report.stage_seconds.get(name, 0.0) + seconds, 3)
-        self._done = min(1.0, self._done + STAGE_WEIGHTS.get(name, 0.0))
+        self._done = min(1.0, self._done + self._weights.get(name, 0.0))
         self.progress(name, self._done)
 
     def segment_files(self, inputs: dict[str, str | os.PathLike], output: str | os.PathLike,
                       report_path: str | os.PathLike | None = None) -> SegmentationReport:
         """Read the inputs, segment, write the label map (and report) atomically."""
-        self._start()
+        self._start(files=True)
         if not inputs:
             raise InputError("no input volume given: give at least one of --t1, --t1c, --t2, --flair.")
         with self._stage("load inputs"):
@@ -128,30 +129,38 @@ class Pipeline:
         labels = self._segment(images)
         self.cancel.check()
         with self._stage("write output"):
-            write_image_atomic(labels, output)
             self._report.output = str(output)
-            self._finish()
+            write_image_atomic(labels, output)
+            self._report.total_seconds = round(time.perf_counter() - self._wall, 3)
             if report_path:
-                Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-                Path(report_path).write_text(self._report.to_json() + "\n")
+                try:
+                    write_text_atomic(self._report.to_json() + "\n", report_path)
+                except BaseException:
+                    Path(output).unlink(missing_ok=True)  # no result without its report
+                    raise
+        self.progress("done", 1.0)
         return self._report
 
     def segment_images(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, SegmentationReport]:
         """Segment images already in memory (e.g. from Slicer); returns the label map and report."""
-        self._start()
+        self._start(files=False)
         labels = self._segment(images)
-        self._finish()
+        self._report.total_seconds = round(time.perf_counter() - self._wall, 3)
+        self.progress("done", 1.0)
         return labels, self._report
 
-    def _start(self) -> None:
+    def _start(self, files: bool) -> None:
         self._report = SegmentationReport(model=f"{self.card.name} {self.card.version}",
                                           label_convention=self.settings.label_convention)
         self._done = 0.0
         self._wall = time.perf_counter()
-
-    def _finish(self) -> None:
-        self._report.total_seconds = round(time.perf_counter() - self._wall, 3)
-        self.progress("done", 1.0)
+        skipped = {"load model"} if self._segmenter is not None else set()
+        if not self.settings.preprocess.bias_correction:
+            skipped.add("bias correction")
+        if not files:
+            skipped |= {"load inputs", "write output"}
+        planned = {k: v for k, v in STAGE_WEIGHTS.items() if k not in skipped}
+        self._weights = {k: v / sum(planned.values()) for k, v in planned.items()}
 
     def _segment(self, images: dict[str, sitk.Image]) -> sitk.Image:
         if not images:

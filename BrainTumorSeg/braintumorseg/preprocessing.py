@@ -106,7 +106,7 @@ class Preprocessor:
         warnings: list[str] = []
         for modality, image in images.items():
             if modality == ref_name:
-                arrays[modality] = sitk.GetArrayFromImage(image).astype(np.float32)
+                arrays[modality] = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
                 continue
             overlap = overlap_fraction(image, reference)
             if overlap < MIN_OVERLAP:
@@ -114,13 +114,13 @@ class Preprocessor:
                     f"{DISPLAY_NAMES[modality]} and {DISPLAY_NAMES[ref_name]} do not overlap in physical "
                     f"space ({overlap:.0%} of the {DISPLAY_NAMES[ref_name]} brain is covered): check that "
                     "they belong to the same patient and session, or register them first.")
-            transform = None
             if self.settings.register:
                 transform = register_rigid(image, reference, self.settings.registration)
+                image = resample_to_reference(image, reference, transform)
             elif not same_grid(image, reference):
                 warnings.append(f"{DISPLAY_NAMES[modality]} resampled onto the {DISPLAY_NAMES[ref_name]} grid.")
-            resampled = resample_to_reference(image, reference, transform)
-            arrays[modality] = sitk.GetArrayFromImage(resampled).astype(np.float32)
+                image = resample_to_reference(image, reference)
+            arrays[modality] = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
         return reference, arrays, warnings
 
     def normalize(self, modality: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
