@@ -45,51 +45,61 @@ def synthetic_cases(count: int = 2, shape: tuple[int, int, int] = (80, 96, 80), 
     return cases
 
 
-def time_training(settings: BenchmarkSettings, amp: bool, device: torch.device) -> dict[str, float]:
-    """Seconds per optimizer step (sampling + forward + backward + update) and patches per second."""
-    config = TrainConfig(cache="", out="", init_filters=settings.init_filters, patch=settings.patch,
-                         batch_size=settings.batch_size)
-    torch.manual_seed(0)
-    model = build_network(config.architecture()).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    sampler = PatchSampler(synthetic_cases(), SamplerSettings(settings.patch), seed=0)
-    loss_fn = RegionLoss(config.loss)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and amp)
-    sampling = compute = 0.0
-    for step in range(settings.warmup + settings.steps):
+class TimedTraining:
+    """One training set-up (network, optimizer, sampler) whose steps can be timed one at a time."""
+
+    def __init__(self, settings: BenchmarkSettings, amp: bool, device: torch.device):
+        config = TrainConfig(cache="", out="", init_filters=settings.init_filters, patch=settings.patch,
+                             batch_size=settings.batch_size)
+        torch.manual_seed(0)
+        self.settings, self.amp, self.device = settings, amp, device
+        self.model = build_network(config.architecture()).to(device).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr)
+        self.sampler = PatchSampler(synthetic_cases(), SamplerSettings(settings.patch), seed=0)
+        self.loss = RegionLoss(config.loss)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and amp)
+
+    def step(self, step: int) -> tuple[float, float]:
+        """Seconds for sampling + augmentation, and for the whole step (forward, backward, update)."""
         start = time.perf_counter()
-        image, target, present = (t.to(device) for t in sampler.batch(step, settings.batch_size))
+        image, target, present = (t.to(self.device) for t in self.sampler.batch(step, self.settings.batch_size))
         sampled = time.perf_counter()
-        with autocast(device, amp):
-            logits = model(image)
-        loss = loss_fn(logits, target, present)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        if device.type == "cuda":
+        with autocast(self.device, self.amp):
+            logits = self.model(image)
+        loss = self.loss(logits, target, present)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
-        if step >= settings.warmup:
-            sampling += sampled - start
-            compute += time.perf_counter() - sampled
-    per_step = (sampling + compute) / settings.steps
-    return {"s_per_step": per_step, "patches_per_s": settings.batch_size / per_step,
-            "sampling_s_per_step": sampling / settings.steps}
+        return sampled - start, time.perf_counter() - start
 
 
 def run_benchmark(settings: BenchmarkSettings, log=print) -> dict[str, dict[str, float]]:
-    """Time fp32 and mixed precision (bf16 on CPU, fp16 on CUDA) in the same process and print both."""
+    """Time fp32 and mixed precision (bf16 on CPU, fp16 on CUDA) with alternating steps, print medians."""
     if settings.threads:
         torch.set_num_threads(settings.threads)
     cuda = torch.cuda.is_available() and settings.device in ("auto", "cuda")
     device = torch.device("cuda" if cuda else "cpu")
     name = torch.cuda.get_device_name(0) if cuda else f"CPU, {torch.get_num_threads()} threads ({os.cpu_count()} cores)"
     log(f"training step: SegResNet init_filters {settings.init_filters}, batch {settings.batch_size}, "
-        f"patch {settings.patch}^3, {settings.steps} timed steps after {settings.warmup} warm-up, on {name}")
-    log("note: other processes on this machine (e.g. a training run) slow these numbers down.")
+        f"patch {settings.patch}^3, median of {settings.steps} steps after {settings.warmup} warm-up, on {name}")
+    log("note: steps alternate between the two precisions so that other load on the machine (e.g. a "
+        "training run) affects both alike; it still slows both down.")
+    runs = {"fp32": TimedTraining(settings, False, device),
+            ("fp16" if cuda else "bf16") + " autocast": TimedTraining(settings, True, device)}
+    times: dict[str, list[tuple[float, float]]] = {label: [] for label in runs}
+    for step in range(settings.warmup + settings.steps):
+        for label, run in runs.items():
+            measured = run.step(step)
+            if step >= settings.warmup:
+                times[label].append(measured)
     results = {}
-    for label, amp in (("fp32", False), ("bf16 autocast" if not cuda else "fp16 autocast", True)):
-        results[label] = time_training(settings, amp, device)
+    for label, measured in times.items():
+        per_step = float(np.median([total for _, total in measured]))
+        results[label] = {"s_per_step": per_step, "patches_per_s": settings.batch_size / per_step,
+                          "sampling_s_per_step": float(np.median([s for s, _ in measured]))}
         r = results[label]
         log(f"{label:>14}: {r['s_per_step']:.3f} s/step, {r['patches_per_s']:.2f} patches/s "
             f"(sampling and augmentation {r['sampling_s_per_step']:.3f} s/step)")
