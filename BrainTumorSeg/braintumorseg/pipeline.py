@@ -108,8 +108,8 @@ class Pipeline:
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
-        self.cancel.check()
         self.progress(name, self._done)
+        self.cancel.check()
         start = time.perf_counter()
         yield
         seconds = time.perf_counter() - start
