@@ -1,0 +1,436 @@
+"""BrainTumorSeg: segment brain tumours (necrotic core, edema, enhancing tumour) from multimodal MRI in 3D Slicer."""
+
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import qt
+import slicer
+import vtk
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+from BrainTumorSegLib import dependencies
+from BrainTumorSegLib.autofill import autofill
+from BrainTumorSegLib.logic import (SegmentationFailed, SegmentationLogic, SegmentationOptions,
+                                    SegmentationResult, input_problems)
+from BrainTumorSegLib.panel_state import button_state, progress_percent, stage_summary, status_text
+from BrainTumorSegLib.runner import InProcessRunner, ProcessRunner, RunState
+from BrainTumorSegLib.segmentation_output import needs_confirmation, show_in_3d
+from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES
+from braintumorseg.resources import DEFAULT_MODEL, SAMPLE_CASE, model_cards
+
+MODULE_DIR = Path(__file__).resolve().parent
+TERMINOLOGY_FILE = MODULE_DIR / "Resources" / "Terminology" / "SegmentationCategoryTypeModifier-BrainTumorSeg.term.json"
+SELECTORS = {"t1": "t1Selector", "t1c": "t1cSelector", "t2": "t2Selector", "flair": "flairSelector"}
+POLL_MS = 200
+
+
+#
+# BrainTumorSeg
+#
+
+class BrainTumorSeg(ScriptedLoadableModule):
+    """Module description shown in Slicer's module list and help panel."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("Brain Tumor Segmentation")
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["BrainTumorSeg contributors"]
+        self.parent.helpText = _("""
+Segments a brain tumour into <b>necrotic tumor core</b>, <b>peritumoral edema</b> and <b>enhancing tumor</b>
+from any of T1, T1Gd, T2 and FLAIR MRI (one is enough, all four is best). The volumes are aligned in
+physical space, bias-corrected and normalized before a neural network trained on BraTS data segments them.
+The result is an ordinary, editable segmentation with a table of volumes in mL.
+<br><br>For research use only: not for clinical decisions.
+See the <a href="https://github.com/braintumorseg/BrainTumorSeg#in-3d-slicer">documentation</a>.
+""")
+        self.parent.acknowledgementText = _("""
+The default model is trained on the BraTS challenge data (Menze et al., IEEE TMI 2015; Bakas et al., Sci Data
+2017; Baid et al., arXiv:2107.02314). The sample case is TCGA data from The Cancer Imaging Archive (CC BY 3.0).
+Built with 3D Slicer, MONAI, PyTorch and SimpleITK.
+""")
+        slicer.app.connect("startupCompleted()", registerSampleData)
+        slicer.app.connect("startupCompleted()", loadTerminology)
+
+
+def registerSampleData():
+    """Offer the bundled sample case in the Sample Data module, from local files (no download)."""
+    import SampleData
+
+    names = {"t1": "T1", "t1c": "T1Gd", "t2": "T2", "flair": "FLAIR"}
+    files = {"t1": "OtherEXampleFromTCIA_t1_bet.nii.gz", "t1c": "OtherEXampleFromTCIA_t1c_bet.nii.gz",
+             "t2": "OtherEXampleFromTCIA_t2_bet.nii.gz", "flair": "OtherEXampleFromTCIA_fla_bet.nii.gz"}
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="Brain tumor",
+        sampleName="BrainTumorSeg glioma (TCGA-FG-6692)",
+        thumbnailFileName=str(MODULE_DIR / "Resources" / "Icons" / "BrainTumorSegSample.png"),
+        uris=[(SAMPLE_CASE / files[m]).as_uri() for m in MODALITIES],
+        fileNames=[files[m] for m in MODALITIES],
+        nodeNames=[f"TCGA-FG-6692 {names[m]}" for m in MODALITIES],
+        loadFileType=["VolumeFile"] * len(MODALITIES),
+    )
+
+
+def loadTerminology():
+    """Make the segments' SNOMED CT codes known to the Terminologies module."""
+    slicer.modules.terminologies.logic().LoadTerminologyFromFile(str(TERMINOLOGY_FILE))
+
+
+#
+# BrainTumorSegParameterNode
+#
+
+@parameterNodeWrapper
+class BrainTumorSegParameterNode:
+    """The panel's state; saved with the scene."""
+
+    t1Volume: slicer.vtkMRMLScalarVolumeNode
+    t1cVolume: slicer.vtkMRMLScalarVolumeNode
+    t2Volume: slicer.vtkMRMLScalarVolumeNode
+    flairVolume: slicer.vtkMRMLScalarVolumeNode
+    outputSegmentation: slicer.vtkMRMLSegmentationNode
+    biasCorrection: bool = True
+    registerInputs: bool = False
+    testTimeAugmentation: bool = False
+    device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
+    model: str = DEFAULT_MODEL
+    minimumClusterMl: Annotated[float, WithinRange(0.0, 100.0)] = 0.1
+    show3D: bool = False
+
+
+#
+# BrainTumorSegWidget
+#
+
+class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: a thin layer that turns clicks into logic calls and logic results into what is shown."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._job = None
+        self._lastSegmentation = None
+        self._cancelling = False
+        self._userCleared = set()
+        self._autofilling = False
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_MS)
+        self._timer.connect("timeout()", self.onPoll)
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/BrainTumorSeg.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = BrainTumorSegLogic()
+
+        self.ui.modelComboBox.clear()
+        for name in model_cards():
+            self.ui.modelComboBox.addItem(name)
+        self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelChanged)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+        for modality, selector in SELECTORS.items():
+            getattr(self.ui, selector).connect("currentNodeChanged(vtkMRMLNode*)",
+                                               lambda node, m=modality: self.onInputChanged(m, node))
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.show3DCheckBox.connect("toggled(bool)", self.onShow3D)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self._job is not None:
+            self.logic.cancel(self._job)
+        self._timer.stop()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updatePanel)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        if self._job is not None:
+            self.onCancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        self.autofillInputs()
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updatePanel)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updatePanel)
+            index = self.ui.modelComboBox.findText(self._parameterNode.model)
+            if index >= 0:
+                self.ui.modelComboBox.setCurrentIndex(index)
+        self.updatePanel()
+
+    # -- inputs
+
+    def inputs(self) -> dict:
+        if not self._parameterNode:
+            return {}
+        return {m: getattr(self._parameterNode, f"{m}Volume") for m in MODALITIES}
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(self, caller, event, node) -> None:
+        if isinstance(node, slicer.vtkMRMLScalarVolumeNode):
+            # Names are set after the node is added; look once loading has finished.
+            qt.QTimer.singleShot(0, self.autofillInputs)
+
+    def autofillInputs(self) -> None:
+        if not self._parameterNode or self._job is not None:
+            return
+        volumes = [(node.GetID(), node.GetName())
+                   for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+                   if not node.IsA("vtkMRMLLabelMapVolumeNode")]
+        current = {m: (node.GetID() if node else None) for m, node in self.inputs().items()}
+        chosen = autofill(current, volumes, self._userCleared)
+        self._autofilling = True
+        try:
+            for modality, nodeId in chosen.items():
+                if nodeId and nodeId != current[modality]:
+                    setattr(self._parameterNode, f"{modality}Volume", slicer.mrmlScene.GetNodeByID(nodeId))
+        finally:
+            self._autofilling = False
+
+    def onInputChanged(self, modality, node) -> None:
+        if self._autofilling:
+            return
+        # A selector the user empties stays empty; one the user fills is theirs anyway.
+        if node is None:
+            self._userCleared.add(modality)
+        else:
+            self._userCleared.discard(modality)
+
+    def onModelChanged(self, name) -> None:
+        if self._parameterNode and name:
+            self._parameterNode.model = name
+
+    # -- panel state
+
+    def updatePanel(self, caller=None, event=None) -> None:
+        running = self._job is not None
+        problems = input_problems(self.inputs()) if self._parameterNode else []
+        state = button_state(problems, running, self._cancelling)
+        self.ui.applyButton.text = state.text
+        self.ui.applyButton.enabled = state.enabled
+        self.ui.applyButton.toolTip = state.tooltip
+        self.ui.inputsCollapsibleButton.enabled = not running
+        self.ui.advancedCollapsibleButton.enabled = not running
+        self.ui.outputSelector.enabled = not running
+        if not running and not self.ui.progressBar.visible:
+            self.ui.statusLabel.text = status_text(problems, running=False)
+
+    # -- running
+
+    def onApplyButton(self) -> None:
+        if self._job is not None:
+            self.onCancel()
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
+            if not self.logic.ensureDependencies(ask=True):
+                self.ui.statusLabel.text = dependencies.DECLINED
+                return
+            output = self._parameterNode.outputSegmentation
+            confirmed = False
+            if output is not None and needs_confirmation(output):
+                confirmed = slicer.util.confirmYesNoDisplay(
+                    _("'{name}' has been edited or was not made by BrainTumorSeg. Replace its segments with the "
+                      "new result?\n\nNo keeps it and writes the result to a new segmentation.").format(
+                        name=output.GetName()))
+            try:
+                self._job = self.logic.start(self.inputs(), self.options(), output, confirmed)
+            except SegmentationFailed as error:
+                self.ui.statusLabel.text = str(error)
+                slicer.util.errorDisplay(str(error))
+                return
+            self.ui.progressBar.value = 0
+            self.ui.progressBar.visible = True
+            self.ui.statusLabel.text = status_text([], running=True)
+            self._timer.start()
+            self.updatePanel()
+
+    def options(self) -> SegmentationOptions:
+        p = self._parameterNode
+        return SegmentationOptions(model=self.logic.modelPath(p.model), bias_correction=p.biasCorrection,
+                                   register=p.registerInputs, tta=p.testTimeAugmentation, device=p.device,
+                                   min_cluster_ml=p.minimumClusterMl)
+
+    def onPoll(self) -> None:
+        if self._job is None:
+            self._timer.stop()
+            return
+        status = self.logic.poll(self._job)
+        self.ui.progressBar.value = progress_percent(status.fraction)
+        if not status.finished:
+            self.ui.statusLabel.text = status_text([], running=True, stage=status.stage)
+            return
+        self._timer.stop()
+        job, self._job = self._job, None
+        try:
+            if status.state is RunState.CANCELLED:
+                self.ui.statusLabel.text = _("Cancelled; nothing was changed.")
+                return
+            try:
+                result = self.logic.finish(job)
+            except SegmentationFailed as error:
+                self.ui.statusLabel.text = str(error)
+                slicer.util.errorDisplay(str(error))
+                return
+            self.showResult(result)
+        finally:
+            self._cancelling = False
+            self.ui.progressBar.visible = False
+            self.updatePanel()
+
+    def onCancel(self) -> None:
+        self._cancelling = True
+        self.updatePanel()
+        slicer.app.processEvents()
+        job, self._job = self._job, None
+        self._timer.stop()
+        self.logic.cancel(job)
+        self._cancelling = False
+        self.ui.progressBar.visible = False
+        self.ui.statusLabel.text = _("Cancelled; nothing was changed.")
+        self.updatePanel()
+
+    def showResult(self, result: SegmentationResult) -> None:
+        # The output selector is left as the user set it: a re-run writes a new node unless they choose this one.
+        self._lastSegmentation = result.segmentation
+        self.ui.resultsTableView.setMRMLTableNode(result.table)
+        self.ui.resultsTableView.visible = True
+        show_in_3d(result.segmentation, self._parameterNode.show3D)
+        text = stage_summary(result.stage_seconds, result.total_seconds)
+        if result.warnings:
+            text += " " + " ".join(result.warnings)
+        self.ui.statusLabel.text = text
+
+    def onShow3D(self, visible) -> None:
+        if self._lastSegmentation is not None and self._lastSegmentation.GetScene() is not None:
+            show_in_3d(self._lastSegmentation, visible)
+
+
+#
+# BrainTumorSegLogic
+#
+
+class BrainTumorSegLogic(ScriptedLoadableModuleLogic, SegmentationLogic):
+    """Everything the module does, usable without the panel (batch scripts, tests).
+
+    The engine runs through a runner: the default runs it in a separate process (Slicer stays responsive);
+    pass `InProcessRunner` for a synchronous run in Slicer's own Python.
+    """
+
+    def __init__(self, runner_factory=None) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        SegmentationLogic.__init__(self, slicer.mrmlScene, runner_factory or self.processRunner)
+
+    @staticmethod
+    def processRunner() -> ProcessRunner:
+        return ProcessRunner(python=shutil.which("PythonSlicer") or sys.executable)
+
+    def getParameterNode(self):
+        return BrainTumorSegParameterNode(super().getParameterNode())
+
+    @staticmethod
+    def modelPath(name: str) -> Path:
+        cards = model_cards()
+        return cards.get(name, cards.get(DEFAULT_MODEL, MODULE_DIR / "Resources" / "Models" / name / "model.json"))
+
+    def ensureDependencies(self, ask: bool = True) -> bool:
+        """Install missing Python packages after the user agrees; False when declined."""
+        missing = dependencies.missing(dependencies.read_requirements())
+        if not missing:
+            return True
+        if ask and not slicer.util.confirmOkCancelDisplay(dependencies.install_question(missing)):
+            return False
+        torch = [r for r in missing if r.name == "torch"]
+        if torch:
+            self._installTorch(torch[0])
+        others = [r.line for r in missing if r.name != "torch"]
+        if others:
+            slicer.util.pip_install(others)
+        still = dependencies.missing(dependencies.read_requirements())
+        if still:
+            raise RuntimeError(f"These packages could not be installed: {', '.join(r.name for r in still)}. "
+                               "Check the internet connection and try again.")
+        return True
+
+    @staticmethod
+    def _installTorch(requirement) -> None:
+        try:
+            import PyTorchUtils
+        except ModuleNotFoundError:
+            slicer.util.pip_install(requirement.line)
+            return
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
+                                                              torchVersionRequirement=requirement.specifier)
+        if torch is None:
+            raise RuntimeError("PyTorch could not be installed; install it from the PyTorch Utils module.")
+
+
+#
+# BrainTumorSegTest
+#
+
+class BrainTumorSegTest(ScriptedLoadableModuleTest):
+    """The Slicer test runner's test: the sample case through the default model, synchronously."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_SampleCaseSegmentation()
+
+    def test_SampleCaseSegmentation(self):
+        self.delayDisplay("Loading the sample case")
+        files = {"t1": "OtherEXampleFromTCIA_t1_bet.nii.gz", "t1c": "OtherEXampleFromTCIA_t1c_bet.nii.gz",
+                 "t2": "OtherEXampleFromTCIA_t2_bet.nii.gz", "flair": "OtherEXampleFromTCIA_fla_bet.nii.gz"}
+        inputs = {m: slicer.util.loadVolume(str(SAMPLE_CASE / f)) for m, f in files.items()}
+
+        logic = BrainTumorSegLogic(runner_factory=InProcessRunner)
+        self.assertTrue(logic.ensureDependencies(ask=False))
+        self.delayDisplay("Segmenting (synchronously, default model)")
+        result = logic.segment(inputs, SegmentationOptions(model=logic.modelPath(DEFAULT_MODEL)))
+
+        segmentation = result.segmentation.GetSegmentation()
+        names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+        self.assertEqual(names, ["Necrotic tumor core", "Peritumoral edema", "Enhancing tumor"])
+        for index in range(segmentation.GetNumberOfSegments()):
+            segmentId = segmentation.GetNthSegmentID(index)
+            voxels = slicer.util.arrayFromSegmentBinaryLabelmap(result.segmentation, segmentId, inputs["t1c"])
+            self.assertGreater(int(voxels.sum()), 0, f"segment {names[index]} is empty")
+        for key in ("necrotic_core", "edema", "enhancing", "tumour_core", "whole_tumour"):
+            self.assertGreater(result.volumes_ml[key], 0.0, key)
+        logging.info(f"BrainTumorSeg self-test volumes (mL): {result.volumes_ml}")
+        self.delayDisplay("Test passed")
