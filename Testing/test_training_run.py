@@ -144,3 +144,31 @@ def test_ddp_on_two_cpu_processes(prepared):
     assert meta["step"] == 3 and meta["replicas_identical"] is True
     assert result.stdout.count("finished at step 3") == 1
     assert [r["step"] for r in csv.DictReader((out / "log.csv").open())] == ["1", "2", "3"]
+
+
+def test_nyul_cache_card_and_engine_agree(prepared):
+    """--nyul learns landmarks (validation case left out), stores them, and the card makes the engine use them."""
+    from braintumorseg.images import read_image
+    from braintumorseg.preprocessing import Preprocessor, model_grid_shape, resize, stack_channels
+    cache = prepared / "cache-nyul"
+    assert main(["prepare", str(prepared / "data"), "--cache", str(cache), "--spacing", "4", "--workers", "1",
+                 "--no-bias-correction", "--nyul"]) == 0
+    manifest = json.loads((cache / "manifest.json").read_text())
+    landmarks = manifest["normalization"]["landmarks"]
+    assert manifest["normalization"]["method"] == "nyul" and set(landmarks) == {"t1", "t1c", "t2", "flair"}
+    assert all(v[0] == 0.0 and v[-1] == 100.0 and v == sorted(v) for v in landmarks.values())
+    assert main(["prepare", str(prepared / "data"), "--cache", str(prepared / "cache"), "--spacing", "4",
+                 "--no-bias-correction", "--nyul"]) == 2          # a z-score cache stays z-score
+    train(tiny(prepared, "run-nyul", cache=str(cache), steps=1, val_every=1))
+    assert main(["export", "--run", str(prepared / "run-nyul"), "--out", str(prepared / "model-nyul")]) == 0
+    card = ModelCard.load(prepared / "model-nyul" / "model.json")
+    assert card.normalization.method == "nyul" and card.normalization.landmarks == landmarks
+    case = prepared / "data" / VALIDATION
+    images = {m: read_image(case / f"{VALIDATION}_{n}.nii.gz") for m, n in
+              (("t1", "t1"), ("t1c", "t1ce"), ("t2", "t2"), ("flair", "flair"))}
+    engine = Preprocessor(NO_N4.preprocess, card.normalization).run(images)
+    channels = torch.from_numpy(stack_channels(engine.channels, card.channels))
+    on_grid = resize(channels, model_grid_shape(channels.shape[1:], engine.spacing_zyx, (4.0,) * 3)).numpy()
+    with np.load(cache / f"{VALIDATION}.npz") as data:
+        assert np.allclose(data["image"].astype(np.float32), on_grid, atol=2e-2)
+    Pipeline(card, NO_N4).segment_images(images)

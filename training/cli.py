@@ -24,6 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--exclude", nargs="*", default=[], help="case names to leave out (e.g. the sample case)")
     prepare.add_argument("--no-bias-correction", action="store_true")
     prepare.add_argument("--workers", type=int, default=2)
+    prepare.add_argument("--nyul", action="store_true",
+                         help="Nyúl histogram standardization with landmarks learned from the training cases")
+    prepare.add_argument("--splits", type=Path,
+                         help="JSON with a 'validation' list: those cases are not used to learn Nyúl landmarks")
 
     for name, text in (("train", "train or resume a model"), ("finetune", "train starting from existing weights")):
         sub = commands.add_parser(name, help=text)
@@ -140,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             cases = labelled_cases(args.roots, set(args.exclude))
             if not cases:
                 raise InputError(f"no labelled case found under {', '.join(map(str, args.roots))}.")
-            settings = PrepareSettings(args.cache, args.spacing, not args.no_bias_correction, args.workers)
+            held_out = tuple(json.loads(args.splits.read_text())["validation"]) if args.splits else ()
+            settings = PrepareSettings(args.cache, args.spacing, not args.no_bias_correction, args.workers,
+                                       args.nyul, held_out)
             entries = prepare(cases, settings)
             print(f"{len(entries)} cases prepared in {args.cache}")
             return 0

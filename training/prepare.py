@@ -11,9 +11,11 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from braintumorseg.errors import InputError
 from braintumorseg.images import read_image, resample_to_reference
 from braintumorseg.labels import REGIONS, regions_from_internal, to_internal
 from braintumorseg.modalities import MODALITIES
+from braintumorseg.normalization import NyulStandardizer
 from braintumorseg.preprocessing import (NormalizationSpec, PreprocessSettings, Preprocessor,
                                          model_grid_shape, resize, stack_channels)
 
@@ -28,13 +30,64 @@ class PrepareSettings:
     spacing: float = 2.0
     bias_correction: bool = True
     workers: int = 2
+    nyul: bool = False
+    nyul_exclude: tuple[str, ...] = ()
 
 
-def prepare_case(item: LabelledCase, settings: PrepareSettings) -> dict:
+# Brain intensities of a case are summarized by this many evenly spaced quantiles for learning Nyúl landmarks.
+SKETCH_QUANTILES = 2001
+
+
+class _Unnormalized(Preprocessor):
+    """The engine's preprocessing up to (not including) intensity normalization."""
+
+    def normalize(self, modality: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return image
+
+
+def intensity_sketch(item: LabelledCase, settings: PrepareSettings) -> dict[str, np.ndarray]:
+    """Evenly spaced quantiles of each channel's brain voxels after alignment, cropping and N4."""
+    images = {m: read_image(p, m) for m, p in item.case.inputs.items()}
+    prepared = _Unnormalized(PreprocessSettings(bias_correction=settings.bias_correction)).run(images)
+    grid = np.linspace(0.0, 1.0, SKETCH_QUANTILES)
+    return {m: np.quantile(a[prepared.mask], grid).astype(np.float32) for m, a in prepared.channels.items()}
+
+
+def learn_nyul_landmarks(cases: list[LabelledCase], settings: PrepareSettings) -> dict[str, list[float]]:
+    """Nyúl standard landmarks per modality, learned from the brain voxels of the given cases."""
+    sketches: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
+    with ProcessPoolExecutor(max_workers=settings.workers) as pool:
+        for sketch in pool.map(intensity_sketch, cases, [settings] * len(cases)):
+            for modality, values in sketch.items():
+                sketches[modality].append(values)
+    missing = [m for m, values in sketches.items() if not values]
+    if missing:
+        raise InputError(f"no training case has {', '.join(missing)}, so Nyúl landmarks cannot be learned "
+                         "for it; prepare without --nyul.")
+    return {m: NyulStandardizer.fit(values, [np.ones(v.shape, bool) for v in values]).landmarks
+            for m, values in sketches.items()}
+
+
+def normalization_for(cases: list[LabelledCase], settings: PrepareSettings) -> NormalizationSpec:
+    """z-score, or Nyúl with landmarks learned once and kept in the cache (nyul.json)."""
+    if not settings.nyul:
+        return NormalizationSpec()
+    stored = settings.cache / "nyul.json"
+    if stored.exists():
+        return NormalizationSpec("nyul", json.loads(stored.read_text()))
+    learning = [c for c in cases if c.case.name not in settings.nyul_exclude]
+    landmarks = learn_nyul_landmarks(learning, settings)
+    stored.write_text(json.dumps(landmarks, indent=1) + "\n")
+    print(f"learned Nyúl landmarks from {len(learning)} cases", flush=True)
+    return NormalizationSpec("nyul", landmarks)
+
+
+def prepare_case(item: LabelledCase, settings: PrepareSettings,
+                 normalization: NormalizationSpec = NormalizationSpec()) -> dict:
     """Preprocess one case exactly as inference does and save image + region targets."""
     case = item.case
     images = {m: read_image(p, m) for m, p in case.inputs.items()}
-    preprocessor = Preprocessor(PreprocessSettings(bias_correction=settings.bias_correction), NormalizationSpec())
+    preprocessor = Preprocessor(PreprocessSettings(bias_correction=settings.bias_correction), normalization)
     prepared = preprocessor.run(images)
     label = sitk.ReadImage(str(case.label))
     label = resample_to_reference(label, prepared.reference, interpolator=sitk.sitkNearestNeighbor)
@@ -63,15 +116,22 @@ def prepare(cases: list[LabelledCase], settings: PrepareSettings) -> list[dict]:
     """Prepare every case with parallel workers; write and return the manifest (cases already done are kept)."""
     settings.cache.mkdir(parents=True, exist_ok=True)
     manifest_path = settings.cache / "manifest.json"
-    done = {e["name"]: e for e in json.loads(manifest_path.read_text())["cases"]} if manifest_path.exists() else {}
+    previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"cases": []}
+    method = previous.get("normalization", {}).get("method", "zscore")
+    if previous["cases"] and method != ("nyul" if settings.nyul else "zscore"):
+        raise InputError(f"the cache {settings.cache} was prepared with {method} normalization; use another "
+                         "--cache folder for a different normalization.")
+    normalization = normalization_for(cases, settings)
+    done = {e["name"]: e for e in previous["cases"]}
     todo = [c for c in cases if c.case.name not in done or not (settings.cache / done[c.case.name]["file"]).exists()]
     with ProcessPoolExecutor(max_workers=settings.workers) as pool:
-        for entry in pool.map(prepare_case, todo, [settings] * len(todo)):
+        for entry in pool.map(prepare_case, todo, [settings] * len(todo), [normalization] * len(todo)):
             done[entry["name"]] = entry
             print(f"prepared {entry['name']}: channels {entry['channels']}, regions {entry['regions']}", flush=True)
     names = [c.case.name for c in cases]
     entries = [done[n] for n in names]
     manifest = {"spacing": settings.spacing, "channels": list(MODALITIES), "regions": list(REGIONS),
+                "normalization": asdict(normalization),
                 "settings": {k: str(v) for k, v in asdict(settings).items()}, "cases": entries}
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return entries
