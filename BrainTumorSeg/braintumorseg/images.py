@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import math
 import os
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +31,12 @@ def check_file(path: str | os.PathLike, what: str = "image") -> Path:
 def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
     """Read a 3D scalar image as float32, refusing what cannot be an MRI volume."""
     path = check_file(path, what)
+    problem = nifti_problem(path)
+    if problem == "truncated":
+        raise InputError(f"{what}: {path} is truncated or corrupt (it holds less data than its header "
+                         "promises); copy or export the file again.")
+    if problem == "not finite":
+        raise InputError(f"{what}: {path} contains NaN or infinite voxel values; fix or re-export the volume.")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError:
@@ -34,6 +44,63 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
             f"{what}: cannot read {path}: it is not an image SimpleITK understands or it is "
             "corrupt. Give a NIfTI (.nii/.nii.gz), NRRD or MHA file.") from None
     return check_image(image, f"{what} ({path.name})")
+
+
+@dataclass(frozen=True)
+class NiftiLayout:
+    """Where a single-file NIfTI image keeps its voxels, and how they are stored."""
+
+    offset: int
+    end: int
+    dtype: np.dtype | None  # set for floating-point data only
+
+
+NIFTI_FLOATS = {16: "f4", 64: "f8"}
+
+
+def nifti_layout(header: bytes) -> NiftiLayout | None:
+    """The data layout from a NIfTI-1 or NIfTI-2 header; None when the bytes are not such a header."""
+    for order in "<>":
+        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
+            datatype, bitpix = struct.unpack(order + "2h", header[70:74])
+            dims = struct.unpack(order + "8h", header[40:56])
+            offset = int(struct.unpack(order + "f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:
+            datatype, bitpix = struct.unpack(order + "2h", header[12:16])
+            dims = struct.unpack(order + "8q", header[16:80])
+            offset = struct.unpack(order + "q", header[168:176])[0]
+            break
+    else:
+        return None
+    if not 1 <= dims[0] <= 7 or bitpix <= 0:
+        return None
+    end = offset + math.prod(max(1, int(d)) for d in dims[1:1 + dims[0]]) * bitpix // 8
+    dtype = np.dtype(order + NIFTI_FLOATS[datatype]) if datatype in NIFTI_FLOATS else None
+    return NiftiLayout(offset, end, dtype)
+
+
+def nifti_problem(path: Path) -> str | None:
+    """What ITK would hide in a NIfTI file: data cut short (it zero-fills) or NaN/Inf voxels (it zeroes them)."""
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return None
+    try:
+        with (gzip.open(path, "rb") if name.endswith(".gz") else open(path, "rb")) as handle:
+            data = handle.read()
+    except gzip.BadGzipFile:
+        return None  # not gzip at all: SimpleITK says it cannot read it
+    except (OSError, EOFError, zlib.error):
+        return "truncated"
+    layout = nifti_layout(data[:540])
+    if layout is None:
+        return None
+    if len(data) < layout.end:
+        return "truncated"
+    if layout.dtype is not None and not np.all(np.isfinite(np.frombuffer(data[layout.offset:layout.end],
+                                                                        layout.dtype))):
+        return "not finite"
+    return None
 
 
 def check_image(image: sitk.Image, what: str) -> sitk.Image:

@@ -1,0 +1,77 @@
+"""The pipeline's stages: progress, timings, report, and cancel leaving nothing behind."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from braintumorseg.errors import Cancelled
+from braintumorseg.pipeline import STAGE_WEIGHTS, CancelToken, Pipeline, SegmentationSettings, tumour_volumes_ml
+from braintumorseg.postprocessing import PostprocessSettings
+
+
+def test_progress_report_and_output(tiny_card, synthetic, tmp_path):
+    events = []
+    output, report_path = tmp_path / "out" / "seg.nii.gz", tmp_path / "out" / "report.json"
+    report = Pipeline(tiny_card, progress=lambda stage, fraction: events.append((stage, fraction))).segment_files(
+        synthetic, output, report_path)
+    fractions = [f for _, f in events]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and events[-1] == ("done", 1.0)
+    stages = [s for s, _ in events if s != "done"]
+    assert list(dict.fromkeys(stages)) == list(STAGE_WEIGHTS)      # every stage, in order
+    assert set(report.stage_seconds) >= set(STAGE_WEIGHTS) - {"write output"}
+    assert report.total_seconds > 0 and report.device == "cpu" and report.reference == "t1c"
+    saved = json.loads(report_path.read_text())
+    assert saved["volumes_ml"] == report.volumes_ml and saved["output"] == str(output)
+    labels = sitk.ReadImage(str(output))
+    assert labels.GetPixelID() == sitk.sitkUInt8
+    classes = sitk.GetArrayFromImage(labels)
+    voxel_ml = np.prod(labels.GetSpacing()) / 1000
+    assert report.volumes_ml["whole_tumour"] == pytest.approx(np.count_nonzero(classes) * voxel_ml, abs=1e-3)
+
+
+def test_volumes_in_ml():
+    classes = np.zeros((10, 10, 10), np.uint8)
+    classes[:2] = 1
+    classes[2:5] = 2
+    classes[5:6] = 3
+    volumes = tumour_volumes_ml(classes, (2.0, 1.0, 1.0))
+    assert volumes == {"necrotic_core": 0.4, "edema": 0.6, "enhancing": 0.2, "tumour_core": 0.6,
+                       "whole_tumour": 1.2}
+
+
+@pytest.mark.parametrize("stage", ["load inputs", "load model", "align to reference", "brain mask",
+                                   "bias correction", "normalization", "inference", "post-processing",
+                                   "write output"])
+def test_cancel_from_the_progress_callback_leaves_nothing(tiny_card, synthetic, tmp_path, stage):
+    token = CancelToken()
+    seen = []
+
+    def progress(name, fraction):
+        seen.append(name)
+        if name == stage:
+            token.cancel()
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    pipeline = Pipeline(tiny_card, SegmentationSettings(postprocess=PostprocessSettings(min_cluster_ml=0)),
+                        progress, token)
+    with pytest.raises(Cancelled):
+        pipeline.segment_files(synthetic, folder / "seg.nii.gz", folder / "report.json")
+    assert stage in seen and "done" not in seen
+    assert list(folder.iterdir()) == []
+
+
+def test_a_pipeline_segments_several_cases_with_one_model(tiny_card, tmp_path):
+    from conftest import synthetic_case
+    pipeline = Pipeline(tiny_card, SegmentationSettings(label_convention="brats2023"))
+    for seed in (1, 2):
+        folder = tmp_path / f"case{seed}"
+        folder.mkdir()
+        report = pipeline.segment_files(synthetic_case(folder, seed=seed), folder / "seg.nii.gz")
+        assert report.label_convention == "brats2023"
+        assert set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "seg.nii.gz"))))) <= {0, 1, 2, 3}
+    assert "load model" not in report.stage_seconds   # loaded once, for the first case
