@@ -1,0 +1,150 @@
+"""Benchmark on the bundled sample case: stage times, total, peak memory, N4 shrunk versus full resolution.
+
+    braintumorseg-benchmark [--model CARD.json] [--threads 2] [--no-full-fit] [--json OUT.json]
+
+Prints the per-stage times of one end-to-end run with N4 on, the total, the peak resident memory
+of the process, N4 seconds per volume, and for one modality N4 fitted on the image shrunk by 4
+versus fitted at full resolution: the time ratio and the largest relative difference of the two
+corrected images inside the brain (raw, and after matching their global scale, which N4 leaves
+free and z-score normalization removes). The full-resolution fit takes minutes: --no-full-fit skips it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .bias import BiasCorrector
+from .errors import InputError
+from .images import read_image, write_text_atomic
+from .modelcard import ModelCard
+from .pipeline import Pipeline, SegmentationSettings
+from .preprocessing import brain_box, brain_mask
+from .resources import default_model_card, sample_case
+
+MODALITIES = ("t1", "t1c", "t2", "flair")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def end_to_end(card: ModelCard, settings: SegmentationSettings) -> dict:
+    """One run of the whole pipeline on the sample case (N4 on), with its stage times."""
+    files = sample_case()
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        report = Pipeline(card, settings).segment_files({m: files[m] for m in MODALITIES},
+                                                        Path(folder) / "seg.nii.gz")
+        wall = time.perf_counter() - start
+    return {"stage_seconds": report.stage_seconds, "total_seconds": round(wall, 3), "device": report.device,
+            "n4_seconds_per_volume": round(report.stage_seconds.get("bias correction", 0.0) / len(MODALITIES), 3),
+            "peak_rss_mb": round(peak_rss_mb(), 1), "volumes_ml": report.volumes_ml}
+
+
+def n4_comparison(modality: str, corrector: BiasCorrector, full_fit: bool) -> dict:
+    """N4 as the pipeline runs it (shrink 4) and, optionally, fitted at full resolution."""
+    image = read_image(sample_case()[modality], modality)
+    array = sitk.GetArrayFromImage(image)
+    mask, _ = brain_mask({modality: array})
+    box = brain_box(mask, image.GetSpacing()[::-1], 8.0)
+    array, mask = array[box], mask[box]
+    spacing = image.GetSpacing()
+    start = time.perf_counter()
+    shrunk = corrector.correct(array, mask, spacing)
+    result = {"modality": modality, "shape_zyx": list(array.shape),
+              "shrink": corrector.settings.shrink, "shrunk_seconds": round(time.perf_counter() - start, 3)}
+    if not full_fit:
+        return result
+    start = time.perf_counter()
+    full = BiasCorrector(replace(corrector.settings, shrink=1)).correct(array, mask, spacing)
+    result["full_seconds"] = round(time.perf_counter() - start, 3)
+    result["time_ratio_full_over_shrunk"] = round(result["full_seconds"] / result["shrunk_seconds"], 1)
+    inside = mask & (array > 0)
+    relative = np.abs(shrunk[inside] - full[inside]) / np.abs(full[inside])
+    scale = float(np.median(full[inside] / shrunk[inside]))
+    rescaled = np.abs(shrunk[inside] * scale - full[inside]) / np.abs(full[inside])
+    result.update(max_relative_difference=round(float(relative.max()), 5),
+                  p99_relative_difference=round(float(np.percentile(relative, 99)), 5),
+                  global_scale_full_over_shrunk=round(scale, 5),
+                  max_relative_difference_scale_matched=round(float(rescaled.max()), 5),
+                  p99_relative_difference_scale_matched=round(float(np.percentile(rescaled, 99)), 5))
+    return result
+
+
+def environment() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "simpleitk": sitk.Version_VersionString(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "itk_threads": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(),
+            "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+
+
+def print_results(results: dict) -> None:
+    e2e = results["end_to_end"]
+    env = results["environment"]
+    print(f"BrainTumorSeg benchmark: sample case TCGA-FG-6692, model {results['model']}, device {e2e['device']}")
+    print(f"  {env['cpu_count']} CPUs, torch threads {env['torch_threads']}, ITK threads {env['itk_threads']}, "
+          f"load average {env['load_average_1min']} (other processes slow every number down)")
+    print("per-stage time (s):")
+    for stage, seconds in e2e["stage_seconds"].items():
+        print(f"  {stage:<20} {seconds:8.2f}")
+    print(f"  {'total':<20} {e2e['total_seconds']:8.2f}")
+    print(f"N4 per volume: {e2e['n4_seconds_per_volume']:.2f} s")
+    print(f"peak RSS: {e2e['peak_rss_mb']:.0f} MiB")
+    n4 = results["n4"]
+    print(f"N4 on {n4['modality']} {n4['shape_zyx']}: shrink {n4['shrink']} {n4['shrunk_seconds']:.2f} s", end="")
+    if "full_seconds" in n4:
+        print(f", full resolution {n4['full_seconds']:.1f} s (ratio {n4['time_ratio_full_over_shrunk']}x)")
+        print(f"  largest relative difference inside the brain: {n4['max_relative_difference']:.2%} "
+              f"(99th percentile {n4['p99_relative_difference']:.2%}); after matching the global scale "
+              f"({n4['global_scale_full_over_shrunk']:.4f}): {n4['max_relative_difference_scale_matched']:.2%} "
+              f"(99th percentile {n4['p99_relative_difference_scale_matched']:.2%})")
+    else:
+        print(" (full-resolution fit skipped)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="braintumorseg-benchmark", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", metavar="CARD.json", help="model card (default: the shipped model)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ITK (default 2)")
+    parser.add_argument("--device", default="cpu", help="inference device (default cpu)")
+    parser.add_argument("--modality", choices=MODALITIES, default="t1", help="volume for the N4 comparison")
+    parser.add_argument("--no-full-fit", action="store_true", help="skip the slow full-resolution N4 fit")
+    parser.add_argument("--json", metavar="OUT.json", help="also write the numbers as JSON")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
+    try:
+        card = ModelCard.load(args.model or default_model_card())
+        settings = SegmentationSettings()
+        settings = replace(settings, inference=replace(settings.inference, device=args.device))
+        results = {"model": f"{card.name} {card.version}", "environment": environment(),
+                   "end_to_end": end_to_end(card, settings)}
+        results["n4"] = n4_comparison(args.modality, BiasCorrector(settings.preprocess.bias), not args.no_full_fit)
+    except InputError as error:
+        print(f"braintumorseg-benchmark: error: {error}", file=sys.stderr)
+        return 2
+    print_results(results)
+    if args.json:
+        write_text_atomic(json.dumps(results, indent=2) + "\n", args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
