@@ -10,13 +10,15 @@ import SimpleITK as sitk
 
 @dataclass(frozen=True)
 class BiasSettings:
-    """N4 settings; `shrink` is the factor the image is reduced by for fitting the field."""
+    """N4 settings; `shrink` is the factor the image is reduced by for fitting the field, `workers` the
+    number of volumes corrected at the same time."""
 
     shrink: int = 4
-    iterations: tuple[int, ...] = (50, 50, 30)
+    iterations: tuple[int, ...] = (20, 20, 20)
     convergence: float = 1e-3
     control_points: int = 4
     max_negative_fraction: float = 0.05
+    workers: int = 2
 
 
 class BiasCorrector:
