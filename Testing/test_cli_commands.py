@@ -142,3 +142,15 @@ def test_overlay_shows_the_slices_with_most_tumour(sample, tmp_path):
     assert slices == tumour_slices(classes)
     assert slices["axial"] == int(np.argmax((classes > 0).sum(axis=(1, 2))))
     assert (tmp_path / "o.png").stat().st_size > 10_000
+
+
+def test_terminal_progress_bar_redraws_one_line():
+    from braintumorseg.progress import ProgressBar
+    stream = io.StringIO()
+    bar = ProgressBar(stream, label="[1/2] case")
+    for stage, fraction in (("load inputs", 0.0), ("inference", 0.5), ("done", 1.0)):
+        bar(stage, fraction)
+    bar.close()
+    text = stream.getvalue()
+    assert text.count("\r") == 3 and text.endswith("\n") and text.count("\n") == 1
+    assert " 50% inference" in text and "100% done" in text and "[1/2] case [" in text
