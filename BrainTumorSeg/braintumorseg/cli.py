@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Sequence
@@ -32,8 +33,8 @@ from . import __version__
 from .errors import Cancelled, InputError
 from .images import check_file
 from .inference import DEVICES, InferenceSettings
-from .modalities import DISPLAY_NAMES
 from .labels import CONVENTIONS, OUTPUT_CONVENTIONS, REGION_NAMES, REGIONS
+from .modalities import DISPLAY_NAMES
 from .modelcard import ModelCard
 from .pipeline import CancelToken, Pipeline, SegmentationReport, SegmentationSettings
 from .postprocessing import PostprocessSettings
@@ -155,7 +156,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main_thread() -> bool:
-    import threading
     return threading.current_thread() is threading.main_thread()
 
 
