@@ -118,6 +118,10 @@ def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys
     flair = [float(r["WT_dice"]) for r in rows if r["subset"] == "flair"]
     assert means["flair"]["WT"]["dice_mean"] == pytest.approx(np.mean(flair), abs=1e-4)
     assert "| flair+t1c |" in (out / "means.md").read_text()
+    carded = prepared / "model-evaluated"
+    assert main(["export", "--run", str(run), "--out", str(carded), "--evaluation", str(out)]) == 0
+    card = json.loads((carded / "model.json").read_text())
+    assert card["metrics"]["evaluation"]["means"] == means
 
 
 def test_bad_inputs_get_one_clear_sentence(run, prepared, capsys):

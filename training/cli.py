@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--version", default="1.0.0")
     export.add_argument("--roi", type=int, default=128, help="sliding-window size on the model grid")
     export.add_argument("--data-note", help="what the training data were and their terms (default: BraTS)")
+    export.add_argument("--evaluation", type=Path,
+                        help="--out folder of `evaluate` on the validation cases: its means go into the card")
 
     evaluate = commands.add_parser("evaluate", help="run the engine on labelled cases: Dice and HD95 tables")
     evaluate.add_argument("roots", nargs="+", type=Path, help="folders holding labelled cases")
@@ -82,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _export(args: argparse.Namespace) -> int:
     from .export import ExportSettings, export_run
-    settings = ExportSettings(args.run, args.out, args.checkpoint, args.name, args.version, roi_size=args.roi)
+    settings = ExportSettings(args.run, args.out, args.checkpoint, args.name, args.version, roi_size=args.roi,
+                              evaluation=args.evaluation)
     if args.data_note:
         settings = replace(settings, data_note=args.data_note)
     card = export_run(settings)

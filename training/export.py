@@ -37,6 +37,7 @@ class ExportSettings:
     license: str = "research use only (weights trained on BraTS data under the BraTS terms)"
     data_note: str = DATA_NOTE
     roi_size: int = 128
+    evaluation: Path | None = None
 
 
 def read_config(run: Path) -> TrainConfig:
@@ -121,5 +122,17 @@ def export_run(settings: ExportSettings) -> ModelCard:
                  "note": f"Dice on the {manifest['spacing']} mm model grid of the validation cases with the "
                          "other channels zeroed; `python -m training evaluate` gives Dice/HD95 on the "
                          "original grids."})
+    if settings.evaluation:
+        card.metrics["evaluation"] = read_evaluation(settings.evaluation)
     card.validate()
     return export_model(network, card, settings.out)
+
+
+def read_evaluation(folder: Path) -> dict[str, Any]:
+    """The means.json that `python -m training evaluate` wrote: engine Dice/HD95 per subset and region."""
+    path = folder / "means.json"
+    if not path.is_file():
+        raise InputError(f"{path} does not exist; give the --out folder of `python -m training evaluate`.")
+    result = json.loads(path.read_text())
+    return {"cases": result["cases"], "means": result["means"],
+            "note": "engine pipeline (N4, z-score, inference, post-processing) on the original grids"}
