@@ -13,8 +13,8 @@ import pytest
 slicer = pytest.importorskip("slicer")
 
 from BrainTumorSegLib.headless import new_scene  # noqa: E402
-from BrainTumorSegLib.logic import SegmentationFailed, SegmentationLogic, SegmentationOptions  # noqa: E402
-from BrainTumorSegLib.runner import (EngineRequest, InProcessRunner, ProcessRunner, RunState,  # noqa: E402
+from BrainTumorSegLib.logic import SegmentationFailed, SegmentationLogic  # noqa: E402
+from BrainTumorSegLib.runner import (EngineRequest, InProcessRunner, ProcessRunner, RunState, SegmentationOptions,  # noqa: E402
                                      engine_command, failure_message, parse_progress)
 from BrainTumorSegLib.volume_files import load_volume  # noqa: E402
 from braintumorseg.cli import build_parser  # noqa: E402
@@ -24,18 +24,20 @@ from test_slicer_logic import exported_labels, node_ids  # noqa: E402
 
 def test_command_line_is_what_the_engine_parses(tmp_path):
     request = EngineRequest(inputs={"t1c": tmp_path / "a b.nrrd", "flair": tmp_path / "f.nrrd"},
-                            output=tmp_path / "out.nii.gz", report=tmp_path / "r.json", model=tmp_path / "m.json",
-                            bias_correction=False, register=True, tta=True, device="cpu", min_cluster_ml=0.25)
+                            output=tmp_path / "out.nii.gz", report=tmp_path / "r.json",
+                            options=SegmentationOptions(model=tmp_path / "m.json", bias_correction=False,
+                                                        register=True, tta=True, device="cpu", min_cluster_ml=0.25))
     command = engine_command(request, "/usr/bin/python3")
     assert command[:4] == ["/usr/bin/python3", "-m", "braintumorseg.cli", "segment"]
     args = build_parser().parse_args(command[3:])
     assert (args.t1c, args.flair, args.t1, args.t2) == (str(tmp_path / "a b.nrrd"), str(tmp_path / "f.nrrd"),
                                                         None, None)
-    assert (args.output, args.report, args.model) == (str(request.output), str(request.report), str(request.model))
+    assert (args.output, args.report, args.model) == (str(request.output), str(request.report),
+                                                      str(request.options.model))
     assert (args.no_bias_correction, args.register, args.tta, args.device) == (True, True, True, "cpu")
     assert args.min_cluster_ml == 0.25 and args.json_progress
     defaults = build_parser().parse_args(engine_command(EngineRequest({}, request.output, request.report,
-                                                                      request.model), "python")[3:])
+                                                                      SegmentationOptions(tmp_path)), "python")[3:])
     assert (defaults.no_bias_correction, defaults.register, defaults.tta) == (False, False, False)
 
 

@@ -15,21 +15,9 @@ import numpy as np
 
 from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES, reference_modality
 
-from .runner import EngineRequest, ProcessRunner, RunState, RunStatus
+from .runner import EngineRequest, ProcessRunner, RunState, RunStatus, SegmentationOptions
 from .segmentation_output import OutputTarget, choose_target, write_segmentation, write_volumes_table
 from .volume_files import read_label_map, write_volume
-
-
-@dataclass(frozen=True)
-class SegmentationOptions:
-    """What the Advanced section of the panel sets."""
-
-    model: Path
-    bias_correction: bool = True
-    register: bool = False
-    tta: bool = False
-    device: str = "auto"
-    min_cluster_ml: float = 0.1
 
 
 @dataclass
@@ -126,9 +114,7 @@ class SegmentationLogic:
             shutil.rmtree(folder, ignore_errors=True)
             raise SegmentationFailed(str(error)) from None
         request = EngineRequest(inputs=files, output=folder / "labels.nii.gz", report=folder / "report.json",
-                                model=Path(options.model), bias_correction=options.bias_correction,
-                                register=options.register, tta=options.tta, device=options.device,
-                                min_cluster_ml=options.min_cluster_ml)
+                                options=options)
         job = SegmentationJob(inputs=inputs, reference=inputs[reference_modality(list(inputs))], folder=folder,
                               request=request, runner=self.runner_factory(), output=output,
                               replace_confirmed=replace_confirmed)

@@ -19,18 +19,25 @@ ENGINE_PARENT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
-class EngineRequest:
-    """One run of the engine: input files by modality, where to write, and the options."""
+class SegmentationOptions:
+    """The model and what the Advanced section of the panel sets."""
 
-    inputs: dict[str, Path]
-    output: Path
-    report: Path
     model: Path
     bias_correction: bool = True
     register: bool = False
     tta: bool = False
     device: str = "auto"
     min_cluster_ml: float = 0.1
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """One run of the engine: input files by modality, where to write, and the options."""
+
+    inputs: dict[str, Path]
+    output: Path
+    report: Path
+    options: SegmentationOptions
 
 
 class RunState(Enum):
@@ -60,14 +67,15 @@ def engine_command(request: EngineRequest, python: str | os.PathLike) -> list[st
     command = [str(python), "-m", "braintumorseg.cli", "segment"]
     for modality, path in request.inputs.items():
         command += [f"--{modality}", str(path)]
-    command += ["--output", str(request.output), "--report", str(request.report), "--model", str(request.model),
-                "--device", request.device, "--min-cluster-ml", repr(float(request.min_cluster_ml)),
+    options = request.options
+    command += ["--output", str(request.output), "--report", str(request.report), "--model", str(options.model),
+                "--device", options.device, "--min-cluster-ml", repr(float(options.min_cluster_ml)),
                 "--json-progress"]
-    if not request.bias_correction:
+    if not options.bias_correction:
         command.append("--no-bias-correction")
-    if request.register:
+    if options.register:
         command.append("--register")
-    if request.tta:
+    if options.tta:
         command.append("--tta")
     return command
 
@@ -245,12 +253,13 @@ class InProcessRunner:
         def progress(stage: str, fraction: float) -> None:
             self._status.stage, self._status.fraction = stage, fraction
 
+        options = request.options
         settings = SegmentationSettings(
-            preprocess=PreprocessSettings(bias_correction=request.bias_correction, register=request.register),
-            inference=InferenceSettings(device=request.device, tta=request.tta),
-            postprocess=PostprocessSettings(min_cluster_ml=request.min_cluster_ml))
+            preprocess=PreprocessSettings(bias_correction=options.bias_correction, register=options.register),
+            inference=InferenceSettings(device=options.device, tta=options.tta),
+            postprocess=PostprocessSettings(min_cluster_ml=options.min_cluster_ml))
         try:
-            pipeline = Pipeline(ModelCard.load(request.model), settings, progress)
+            pipeline = Pipeline(ModelCard.load(options.model), settings, progress)
             report = pipeline.segment_files(request.inputs, request.output, request.report)
         except InputError as error:
             self._status.state, self._status.message = RunState.FAILED, str(error)
