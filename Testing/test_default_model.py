@@ -1,0 +1,40 @@
+"""Regression test of the shipped default weights on the bundled sample case (never used in training)."""
+
+from __future__ import annotations
+
+import pytest
+
+from braintumorseg.metrics import read_label_map, region_scores
+from braintumorseg.modelcard import ModelCard, sha256_of
+from braintumorseg.pipeline import Pipeline
+from braintumorseg.resources import default_model_card
+
+# Floors a few points below the Dice measured when brats-segresnet 1.0.0 was shipped (README, "The default
+# model"): all four modalities WT 0.835 / TC 0.848 / ET 0.823, FLAIR alone WT 0.848. The reference is the
+# bundled consensus of five BraTS-2020 algorithms.
+FLOORS = {"all": {"WT": 0.80, "TC": 0.80, "ET": 0.78}, "flair": {"WT": 0.80}}
+
+
+@pytest.fixture(scope="module")
+def card() -> ModelCard:
+    return ModelCard.load(default_model_card())
+
+
+def test_card_describes_the_shipped_weights(card):
+    assert sha256_of(card.weights_path) == card.sha256
+    assert card.channels == ["t1", "t1c", "t2", "flair"]
+    assert card.training["validation_cases"] and card.metrics
+    assert "TCGA-FG-6692" not in str(card.training), "the sample case must stay out of training"
+
+
+@pytest.mark.parametrize("subset", list(FLOORS))
+def test_sample_case_dice_stays_above_floor(card, sample, tmp_path, subset):
+    modalities = ("t1", "t1c", "t2", "flair") if subset == "all" else (subset,)
+    output = tmp_path / "labels.nii.gz"
+    report = Pipeline(card).segment_files({m: sample[m] for m in modalities}, output)
+    predicted, image = read_label_map(output, "brats2021", "prediction")
+    reference, _ = read_label_map(sample["label"], "brats2021", "reference")
+    scores = region_scores(predicted, reference, image.GetSpacing()[::-1])
+    print(subset, scores, report.stage_seconds)
+    for region, floor in FLOORS[subset].items():
+        assert scores[region]["dice"] >= floor, f"{subset} {region} Dice {scores[region]['dice']:.3f} < {floor}"
