@@ -45,6 +45,17 @@ def sample() -> dict[str, Path]:
     return sample_case()
 
 
+def write_label_maps(directory: Path, arrays: dict[str, np.ndarray], spacing) -> dict[str, Path]:
+    """Write (z, y, x) label arrays as NIfTI files named after their keys, with the given (x, y, z) spacing."""
+    paths = {}
+    for name, array in arrays.items():
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing(spacing)
+        paths[name] = directory / f"{name}.nii.gz"
+        sitk.WriteImage(image, str(paths[name]))
+    return paths
+
+
 def synthetic_case(directory: Path, shape=(40, 48, 44), spacing=(2.0, 2.0, 2.0), seed: int = 0) -> dict[str, Path]:
     """A skull-stripped ellipsoid 'brain' with a bright lesion, four modalities, written as NIfTI."""
     rng = np.random.default_rng(seed)

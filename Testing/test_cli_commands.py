@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from braintumorseg.cli import main
 
-from conftest import synthetic_case
+from conftest import synthetic_case, write_label_maps
 
 
 def grid(image: sitk.Image) -> tuple:
@@ -83,12 +83,7 @@ def test_evaluate_table_json_and_conventions(capsys, tmp_path):
     reference[7:9, 7:9, 7:9] = 4
     prediction = np.where(reference == 4, 3, reference).astype(np.uint8)  # same labels in brats2023
     prediction[12:14] = 0                                                     # misses two edema slices
-    paths = {}
-    for name, array in (("ref", reference), ("pred", prediction)):
-        image = sitk.GetImageFromArray(array)
-        image.SetSpacing((1.0, 1.0, 2.0))
-        paths[name] = tmp_path / f"{name}.nii.gz"
-        sitk.WriteImage(image, str(paths[name]))
+    paths = write_label_maps(tmp_path, {"ref": reference, "pred": prediction}, (1.0, 1.0, 2.0))
     scores_path = tmp_path / "scores.json"
     code = main(["evaluate", "--prediction", str(paths["pred"]), "--reference", str(paths["ref"]),
                  "--prediction-convention", "brats2023", "--reference-convention", "brats2021",

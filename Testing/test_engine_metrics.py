@@ -10,7 +10,7 @@ from braintumorseg.errors import InputError
 from braintumorseg.labels import ED, ET, NCR
 from braintumorseg.metrics import MAX_HD95_MM, dice, evaluate_files, hd95, read_label_map, region_scores
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, write_label_maps
 
 BRATS_SAMPLES = SHARED_DATA / "metrics_samples" / "BraTS_evaluation_MET_samples"
 
@@ -102,12 +102,7 @@ def test_label_files_with_conventions(tmp_path):
     internal = np.select([brats2015 == 1, brats2015 == 3, brats2015 == 2, brats2015 == 4],
                          [NCR, NCR, ED, ET], 0).astype(np.uint8)
     nnunet = np.select([internal == ED, internal == NCR, internal == ET], [1, 2, 3], 0).astype(np.uint8)
-    paths = {}
-    for name, array in (("ref2015", brats2015), ("prednn", nnunet)):
-        image = sitk.GetImageFromArray(array)
-        image.SetSpacing((0.8, 0.8, 1.5))
-        paths[name] = tmp_path / f"{name}.nii.gz"
-        sitk.WriteImage(image, str(paths[name]))
+    paths = write_label_maps(tmp_path, {"ref2015": brats2015, "prednn": nnunet}, (0.8, 0.8, 1.5))
     scores = evaluate_files(paths["prednn"], paths["ref2015"], "nnunet", "brats2015")
     assert all(s == {"dice": 1.0, "hd95": 0.0} for s in scores.values())
     with pytest.raises(InputError, match="brats2023"):
