@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from braintumorseg.errors import InputError
 from braintumorseg.labels import ED, ET, NCR
