@@ -23,7 +23,7 @@ from BrainTumorSegLib.panel_state import button_state, progress_percent, stage_s
 from BrainTumorSegLib.runner import InProcessRunner, ProcessRunner, RunState
 from BrainTumorSegLib.segmentation_output import needs_confirmation, show_in_3d
 from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES
-from braintumorseg.resources import DEFAULT_MODEL, SAMPLE_CASE, model_cards
+from braintumorseg.resources import DEFAULT_MODEL, model_cards, sample_case
 
 MODULE_DIR = Path(__file__).resolve().parent
 TERMINOLOGY_FILE = MODULE_DIR / "Resources" / "Terminology" / "SegmentationCategoryTypeModifier-BrainTumorSeg.term.json"
@@ -66,14 +66,13 @@ def registerSampleData():
     import SampleData
 
     names = {"t1": "T1", "t1c": "T1Gd", "t2": "T2", "flair": "FLAIR"}
-    files = {"t1": "OtherEXampleFromTCIA_t1_bet.nii.gz", "t1c": "OtherEXampleFromTCIA_t1c_bet.nii.gz",
-             "t2": "OtherEXampleFromTCIA_t2_bet.nii.gz", "flair": "OtherEXampleFromTCIA_fla_bet.nii.gz"}
+    files = sample_case()
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="Brain tumor",
         sampleName="BrainTumorSeg glioma (TCGA-FG-6692)",
         thumbnailFileName=str(MODULE_DIR / "Resources" / "Icons" / "BrainTumorSegSample.png"),
-        uris=[(SAMPLE_CASE / files[m]).as_uri() for m in MODALITIES],
-        fileNames=[files[m] for m in MODALITIES],
+        uris=[files[m].as_uri() for m in MODALITIES],
+        fileNames=[files[m].name for m in MODALITIES],
         nodeNames=[f"TCGA-FG-6692 {names[m]}" for m in MODALITIES],
         loadFileType=["VolumeFile"] * len(MODALITIES),
     )
@@ -414,9 +413,8 @@ class BrainTumorSegTest(ScriptedLoadableModuleTest):
 
     def test_SampleCaseSegmentation(self):
         self.delayDisplay("Loading the sample case")
-        files = {"t1": "OtherEXampleFromTCIA_t1_bet.nii.gz", "t1c": "OtherEXampleFromTCIA_t1c_bet.nii.gz",
-                 "t2": "OtherEXampleFromTCIA_t2_bet.nii.gz", "flair": "OtherEXampleFromTCIA_fla_bet.nii.gz"}
-        inputs = {m: slicer.util.loadVolume(str(SAMPLE_CASE / f)) for m, f in files.items()}
+        files = sample_case()
+        inputs = {m: slicer.util.loadVolume(str(files[m])) for m in MODALITIES}
 
         logic = BrainTumorSegLogic(runner_factory=InProcessRunner)
         self.assertTrue(logic.ensureDependencies(ask=False))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from braintumorseg.errors import InputError
-from braintumorseg.images import read_image, resample_to_reference, same_grid
+from braintumorseg.images import read_image, resample_to_reference, same_grid, write_text_atomic
 from braintumorseg.labels import ED, REGIONS, to_internal
 from braintumorseg.metrics import region_scores
 from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES
@@ -113,12 +112,6 @@ def markdown_table(table: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.partial{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
     """Score every selected case with every subset it has; write cases.csv, means.json and means.md."""
     subsets = {name: parse_subset(name) for name in settings.subsets}
@@ -156,10 +149,10 @@ def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(settings.out / "cases.csv", buffer.getvalue())
+    write_text_atomic(buffer.getvalue(), settings.out / "cases.csv")
     table = summarize(rows, tuple(subsets))
     result = {"model": f"{card.name} {card.version}", "sha256": card.sha256, "means": table,
               "cases": sorted({r["case"] for r in rows})}
-    _write_atomic(settings.out / "means.json", json.dumps(result, indent=2) + "\n")
-    _write_atomic(settings.out / "means.md", markdown_table(table))
+    write_text_atomic(json.dumps(result, indent=2) + "\n", settings.out / "means.json")
+    write_text_atomic(markdown_table(table), settings.out / "means.md")
     return result
