@@ -98,7 +98,7 @@ class BrainTumorSegParameterNode:
     outputSegmentation: slicer.vtkMRMLSegmentationNode
     biasCorrection: bool = True
     registerInputs: bool = False
-    testTimeAugmentation: bool = False
+    testTimeAugmentation: bool = True
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
     model: str = DEFAULT_MODEL
     minimumClusterMl: Annotated[float, WithinRange(0.0, 100.0)] = 0.1

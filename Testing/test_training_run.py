@@ -87,6 +87,7 @@ def test_export_and_the_engine_segments_with_it(run, prepared):
     assert card.training["training_cases"] == 2 and card.training["validation_cases"] == [VALIDATION]
     assert card.training["by_source"]["data"]["regions"] == {"WT+TC+ET": 2, "WT": 1}
     assert card.training["steps"] == 4 and card.metrics["validation_model_grid_dice"]
+    assert card.training["started_from"] is None
     best = model_weights(run / "best.safetensors")
     network = load_model(card)
     assert all(torch.equal(v, best[k]) for k, v in network.state_dict().items())
@@ -97,6 +98,23 @@ def test_export_and_the_engine_segments_with_it(run, prepared):
     assert labels.GetSize() == sitk.ReadImage(str(inputs["t1c"])).GetSize()
     assert set(np.unique(sitk.GetArrayViewFromImage(labels)).tolist()) <= {0, 1, 2, 4}
     assert report.model == "brats-segresnet 0.0.1"
+
+
+def test_finetune_starts_from_a_card_and_export_names_it(run, prepared):
+    parent = prepared / "model-parent"
+    assert main(["export", "--run", str(run), "--out", str(parent), "--version", "0.0.1"]) == 0
+    out = prepared / "finetuned"
+    assert main(["finetune", "--weights", str(parent / "model.json"), "--cache", str(prepared / "cache"),
+                 "--out", str(out), "--steps", "1", "--lr", "0", "--patch", "32", "--init-filters", "8",
+                 "--val-every", "100", "--checkpoint-every", "100"]) == 0
+    assert main(["export", "--run", str(out), "--out", str(prepared / "model-child"),
+                 "--checkpoint", "checkpoint"]) == 0
+    child, parent_card = (ModelCard.load(d / "model.json") for d in (prepared / "model-child", parent))
+    assert child.training["started_from"] == {"name": parent_card.name, "version": "0.0.1",
+                                              "sha256": parent_card.sha256, "steps": 4,
+                                              "hours": parent_card.training["hours"]}
+    started, finetuned = model_weights(parent / "model.safetensors"), model_weights(out / "checkpoint.safetensors")
+    assert all(torch.equal(started[k], finetuned[k]) for k in started), "lr 0 keeps the parent's weights"
 
 
 def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys):

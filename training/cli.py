@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                           help="comma-separated modality subsets (default: all,flair+t1c,flair+t1,flair)")
     evaluate.add_argument("--no-bias-correction", action="store_true")
     evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--tta", action="store_true", help="mirror test-time augmentation")
+    evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                          help="mirror test-time augmentation, as the engine does by default")
 
     benchmark = commands.add_parser("benchmark", help="training throughput, fp32 against mixed precision")
     benchmark.add_argument("--batch-size", type=int, default=2)

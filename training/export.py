@@ -11,7 +11,7 @@ from typing import Any
 from braintumorseg.errors import InputError
 from braintumorseg.labels import REGIONS
 from braintumorseg.modalities import MODALITIES
-from braintumorseg.modelcard import ModelCard, export_model
+from braintumorseg.modelcard import ModelCard, export_model, sha256_of
 from braintumorseg.network import build_network
 from braintumorseg.preprocessing import NormalizationSpec
 
@@ -56,6 +56,21 @@ def downsamplings(config: TrainConfig) -> int:
     return len(config.architecture().kwargs["blocks_down"]) - 1
 
 
+def parent_model(init_weights: str) -> dict[str, Any] | None:
+    """What a finetune started from: the card next to its weights with the same checksum, else the file."""
+    if not init_weights or not Path(init_weights).is_file():
+        return None
+    weights = Path(init_weights)
+    digest = sha256_of(weights)
+    for path in sorted(weights.parent.glob("*.json")):
+        card = json.loads(path.read_text())
+        if isinstance(card, dict) and card.get("sha256") == digest:
+            training = card.get("training", {})
+            return {"name": card.get("name"), "version": card.get("version"), "sha256": digest,
+                    "steps": training.get("steps"), "hours": training.get("hours")}
+    return {"weights": weights.name, "sha256": digest}
+
+
 def training_summary(config: TrainConfig, manifest: dict[str, Any], run_meta: dict[str, Any],
                      selected_step: int, data_note: str) -> dict[str, Any]:
     """Cases per source folder (training and validation), channels and regions seen, steps and time."""
@@ -84,6 +99,7 @@ def training_summary(config: TrainConfig, manifest: dict[str, Any], run_meta: di
         "normalization": manifest.get("normalization", {}).get("method", "zscore"),
         "bias_correction": manifest.get("settings", {}).get("bias_correction", "True") == "True",
         "config": {k: v for k, v in config.__dict__.items() if k not in ("cache", "out", "validation")},
+        "started_from": parent_model(config.init_weights),
         "data": data_note,
     }
 

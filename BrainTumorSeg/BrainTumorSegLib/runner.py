@@ -25,7 +25,7 @@ class SegmentationOptions:
     model: Path
     bias_correction: bool = True
     register: bool = False
-    tta: bool = False
+    tta: bool = True
     device: str = "auto"
     min_cluster_ml: float = 0.1
 
@@ -75,8 +75,8 @@ def engine_command(request: EngineRequest, python: str | os.PathLike) -> list[st
         command.append("--no-bias-correction")
     if options.register:
         command.append("--register")
-    if options.tta:
-        command.append("--tta")
+    if not options.tta:
+        command.append("--no-tta")
     return command
 
 

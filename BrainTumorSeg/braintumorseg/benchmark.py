@@ -120,7 +120,8 @@ def environment() -> dict:
 def print_results(results: dict) -> None:
     e2e = results["end_to_end"]
     env = results["environment"]
-    print(f"BrainTumorSeg benchmark: sample case TCGA-FG-6692, model {results['model']}, device {e2e['device']}")
+    print(f"BrainTumorSeg benchmark: sample case TCGA-FG-6692, model {results['model']}, device {e2e['device']}, "
+          f"TTA {'on (8 passes)' if results['tta'] else 'off'}")
     print(f"  {env['cpu_count']} CPUs, torch threads {env['torch_threads']}, ITK threads {env['itk_threads']}, "
           f"load average {env['load_average_1min']} (other processes slow every number down)")
     print(f"  {'stage':<20} {'wall s':>8} {'CPU s':>8}   (CPU: all threads of this process)")
@@ -148,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", metavar="CARD.json", help="model card (default: the shipped model)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ITK (default 2)")
     parser.add_argument("--device", default="cpu", help="inference device (default cpu)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                        help="mirror test-time augmentation, as segment does by default")
     parser.add_argument("--modality", choices=MODALITIES, default="t1", help="volume for the N4 comparison")
     parser.add_argument("--no-full-fit", action="store_true", help="skip the slow full-resolution N4 fit")
     parser.add_argument("--json", metavar="OUT.json", help="also write the numbers as JSON")
@@ -157,8 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         card = ModelCard.load(args.model or default_model_card())
         settings = SegmentationSettings()
-        settings = replace(settings, inference=replace(settings.inference, device=args.device))
-        results = {"model": f"{card.name} {card.version}", "environment": environment(),
+        settings = replace(settings, inference=replace(settings.inference, device=args.device, tta=args.tta))
+        results = {"model": f"{card.name} {card.version}", "tta": args.tta, "environment": environment(),
                    "end_to_end": end_to_end(card, settings)}
         results["n4"] = n4_comparison(args.modality, BiasCorrector(settings.preprocess.bias), not args.no_full_fit)
     except InputError as error:

@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-bias-correction", action="store_true", help="skip N4 bias-field correction")
     run.add_argument("--register", action="store_true",
                      help="rigidly register each input to the reference (mutual information)")
-    run.add_argument("--tta", action="store_true", help="mirror test-time augmentation (8 passes, slower)")
+    run.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                     help="average 8 mirrored passes of the network (default: on; --no-tta is faster)")
     run.add_argument("--min-cluster-ml", type=_non_negative_float, default=PostprocessSettings.min_cluster_ml,
                      metavar="ML", help="remove tumour clusters smaller than this (mL; default %(default)s)")
     run.add_argument("--label-convention", choices=OUTPUT_CONVENTIONS, default="brats2021",

@@ -23,7 +23,7 @@ class InferenceSettings:
     """Where and how the network runs."""
 
     device: str = "auto"
-    tta: bool = False
+    tta: bool = True
     overlap: float = 0.5
     amp: bool = True
 
