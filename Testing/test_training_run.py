@@ -22,6 +22,7 @@ from braintumorseg.preprocessing import PreprocessSettings
 from training.checkpoint import model_weights
 from training.cli import main
 from training.discovery import labelled_cases
+from training.export import parent_model
 from training.prepare import PrepareSettings, prepare
 from training.train import TrainConfig, train
 
@@ -115,6 +116,9 @@ def test_finetune_starts_from_a_card_and_export_names_it(run, prepared):
                                               "hours": parent_card.training["hours"]}
     started, finetuned = model_weights(parent / "model.safetensors"), model_weights(out / "checkpoint.safetensors")
     assert all(torch.equal(started[k], finetuned[k]) for k in started), "lr 0 keeps the parent's weights"
+    assert parent_model(str(run / "best.safetensors")) == {"weights": "best.safetensors",
+                                                           "sha256": sha256_of(run / "best.safetensors")}
+    assert parent_model(str(prepared / "gone.safetensors"))["sha256"] is None and parent_model("") is None
 
 
 def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys):

@@ -58,12 +58,17 @@ def downsamplings(config: TrainConfig) -> int:
 
 def parent_model(init_weights: str) -> dict[str, Any] | None:
     """What a finetune started from: the card next to its weights with the same checksum, else the file."""
-    if not init_weights or not Path(init_weights).is_file():
+    if not init_weights:
         return None
     weights = Path(init_weights)
+    if not weights.is_file():
+        return {"weights": str(weights), "sha256": None}
     digest = sha256_of(weights)
     for path in sorted(weights.parent.glob("*.json")):
-        card = json.loads(path.read_text())
+        try:
+            card = json.loads(path.read_text())
+        except ValueError:
+            continue
         if isinstance(card, dict) and card.get("sha256") == digest:
             training = card.get("training", {})
             return {"name": card.get("name"), "version": card.get("version"), "sha256": digest,
