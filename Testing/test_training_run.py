@@ -19,10 +19,9 @@ from training_synthetic import small_training_set
 from braintumorseg.modelcard import ModelCard, load_model, sha256_of
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 from braintumorseg.preprocessing import PreprocessSettings
-from training.checkpoint import model_weights
+from training.checkpoint import model_weights, weights_origin
 from training.cli import main
 from training.discovery import labelled_cases
-from training.export import parent_model
 from training.prepare import PrepareSettings, prepare
 from training.train import TrainConfig, train
 
@@ -114,11 +113,12 @@ def test_finetune_starts_from_a_card_and_export_names_it(run, prepared):
     assert child.training["started_from"] == {"name": parent_card.name, "version": "0.0.1",
                                               "sha256": parent_card.sha256, "steps": 4,
                                               "hours": parent_card.training["hours"]}
+    assert json.loads((out / "checkpoint.json").read_text())["started_from"] == child.training["started_from"]
     started, finetuned = model_weights(parent / "model.safetensors"), model_weights(out / "checkpoint.safetensors")
     assert all(torch.equal(started[k], finetuned[k]) for k in started), "lr 0 keeps the parent's weights"
-    assert parent_model(str(run / "best.safetensors")) == {"weights": "best.safetensors",
+    assert weights_origin(str(run / "best.safetensors")) == {"weights": "best.safetensors",
                                                            "sha256": sha256_of(run / "best.safetensors")}
-    assert parent_model(str(prepared / "gone.safetensors"))["sha256"] is None and parent_model("") is None
+    assert weights_origin(str(prepared / "gone.safetensors"))["sha256"] is None and weights_origin("") is None
 
 
 def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys):
@@ -140,10 +140,21 @@ def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys
     flair = [float(r["WT_dice"]) for r in rows if r["subset"] == "flair"]
     assert means["flair"]["WT"]["dice_mean"] == pytest.approx(np.mean(flair), abs=1e-4)
     assert "| flair+t1c |" in (out / "means.md").read_text()
+    assert json.loads((out / "means.json").read_text())["pipeline"] == {"bias_correction": False, "tta": True,
+                                                                        "min_cluster_ml": 0.1}
     carded = prepared / "model-evaluated"
-    assert main(["export", "--run", str(run), "--out", str(carded), "--evaluation", str(out)]) == 0
+    assert main(["export", "--run", str(run), "--out", str(carded), "--checkpoint", "checkpoint",
+                 "--evaluation", str(out)]) == 0
     card = json.loads((carded / "model.json").read_text())
-    assert card["metrics"]["evaluation"]["means"] == means
+    assert card["metrics"]["evaluation"]["means"] == means and card["sha256"] == sha256_of(model / "model.safetensors")
+    assert card["metrics"]["evaluation"]["pipeline"]["tta"] is True
+    other = prepared / "evaluation-other"
+    other.mkdir()
+    (other / "means.json").write_text(json.dumps(dict(json.loads((out / "means.json").read_text()), sha256="0" * 64)))
+    capsys.readouterr()
+    assert main(["export", "--run", str(run), "--out", str(prepared / "model-refused"), "--checkpoint",
+                 "checkpoint", "--evaluation", str(other)]) == 2
+    assert "scores other weights" in capsys.readouterr().out and not (prepared / "model-refused").exists()
 
 
 def test_bad_inputs_get_one_clear_sentence(run, prepared, capsys):

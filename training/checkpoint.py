@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from braintumorseg.modelcard import sha256_of
+
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     meta: dict[str, Any]) -> None:
@@ -50,3 +52,23 @@ def model_weights(path: Path) -> dict[str, torch.Tensor]:
     if any(k.startswith("model.") for k in tensors):
         return {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     return tensors
+
+
+def weights_origin(init_weights: str) -> dict[str, Any] | None:
+    """What a finetune starts from: the card beside the weights with their checksum, else the file."""
+    if not init_weights:
+        return None
+    weights = Path(init_weights)
+    if not weights.is_file():
+        return {"weights": str(weights), "sha256": None}
+    digest = sha256_of(weights)
+    for path in sorted(weights.parent.glob("*.json")):
+        try:
+            card = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if isinstance(card, dict) and card.get("sha256") == digest:
+            training = card.get("training", {})
+            return {"name": card.get("name"), "version": card.get("version"), "sha256": digest,
+                    "steps": training.get("steps"), "hours": training.get("hours")}
+    return {"weights": weights.name, "sha256": digest}

@@ -151,8 +151,12 @@ def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
     writer.writerows(rows)
     write_text_atomic(buffer.getvalue(), settings.out / "cases.csv")
     table = summarize(rows, tuple(subsets))
+    segmentation = settings.segmentation
     result = {"model": f"{card.name} {card.version}", "sha256": card.sha256, "means": table,
-              "cases": sorted({r["case"] for r in rows})}
+              "cases": sorted({r["case"] for r in rows}),
+              "pipeline": {"bias_correction": segmentation.preprocess.bias_correction,
+                           "tta": segmentation.inference.tta,
+                           "min_cluster_ml": segmentation.postprocess.min_cluster_ml}}
     write_text_atomic(json.dumps(result, indent=2) + "\n", settings.out / "means.json")
     write_text_atomic(markdown_table(table), settings.out / "means.md")
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, fields
@@ -11,11 +12,11 @@ from typing import Any
 from braintumorseg.errors import InputError
 from braintumorseg.labels import REGIONS
 from braintumorseg.modalities import MODALITIES
-from braintumorseg.modelcard import ModelCard, export_model, sha256_of
+from braintumorseg.modelcard import ModelCard, export_model, serialized_weights
 from braintumorseg.network import build_network
 from braintumorseg.preprocessing import NormalizationSpec
 
-from .checkpoint import model_weights
+from .checkpoint import model_weights, weights_origin
 from .train import TrainConfig
 
 DATA_NOTE = ("Trained on BraTS challenge training data (expert labels), which are for research use under "
@@ -56,26 +57,6 @@ def downsamplings(config: TrainConfig) -> int:
     return len(config.architecture().kwargs["blocks_down"]) - 1
 
 
-def parent_model(init_weights: str) -> dict[str, Any] | None:
-    """What a finetune started from: the card next to its weights with the same checksum, else the file."""
-    if not init_weights:
-        return None
-    weights = Path(init_weights)
-    if not weights.is_file():
-        return {"weights": str(weights), "sha256": None}
-    digest = sha256_of(weights)
-    for path in sorted(weights.parent.glob("*.json")):
-        try:
-            card = json.loads(path.read_text())
-        except ValueError:
-            continue
-        if isinstance(card, dict) and card.get("sha256") == digest:
-            training = card.get("training", {})
-            return {"name": card.get("name"), "version": card.get("version"), "sha256": digest,
-                    "steps": training.get("steps"), "hours": training.get("hours")}
-    return {"weights": weights.name, "sha256": digest}
-
-
 def training_summary(config: TrainConfig, manifest: dict[str, Any], run_meta: dict[str, Any],
                      selected_step: int, data_note: str) -> dict[str, Any]:
     """Cases per source folder (training and validation), channels and regions seen, steps and time."""
@@ -104,7 +85,9 @@ def training_summary(config: TrainConfig, manifest: dict[str, Any], run_meta: di
         "normalization": manifest.get("normalization", {}).get("method", "zscore"),
         "bias_correction": manifest.get("settings", {}).get("bias_correction", "True") == "True",
         "config": {k: v for k, v in config.__dict__.items() if k not in ("cache", "out", "validation")},
-        "started_from": parent_model(config.init_weights),
+        # runs started before train() recorded the origin: look it up now
+        "started_from": (run_meta["started_from"] if "started_from" in run_meta
+                         else weights_origin(config.init_weights)),
         "data": data_note,
     }
 
@@ -144,16 +127,21 @@ def export_run(settings: ExportSettings) -> ModelCard:
                          "other channels zeroed; `python -m training evaluate` gives Dice/HD95 on the "
                          "original grids."})
     if settings.evaluation:
-        card.metrics["evaluation"] = read_evaluation(settings.evaluation)
+        digest = hashlib.sha256(serialized_weights(network)).hexdigest()
+        card.metrics["evaluation"] = read_evaluation(settings.evaluation, digest)
     card.validate()
     return export_model(network, card, settings.out)
 
 
-def read_evaluation(folder: Path) -> dict[str, Any]:
-    """The means.json that `python -m training evaluate` wrote: engine Dice/HD95 per subset and region."""
+def read_evaluation(folder: Path, sha256: str) -> dict[str, Any]:
+    """The means.json that `python -m training evaluate` wrote for these weights: Dice/HD95 per subset and region."""
     path = folder / "means.json"
     if not path.is_file():
         raise InputError(f"{path} does not exist; give the --out folder of `python -m training evaluate`.")
     result = json.loads(path.read_text())
-    return {"cases": result["cases"], "means": result["means"],
-            "note": "engine pipeline (N4, z-score, inference, post-processing) on the original grids"}
+    if result.get("sha256") != sha256:
+        raise InputError(f"{path} scores other weights ({result.get('model')}, sha256 "
+                         f"{str(result.get('sha256'))[:12]}…), not the ones being exported ({sha256[:12]}…): "
+                         "export to a scratch folder, evaluate that card, then export with its --evaluation.")
+    return {"cases": result["cases"], "means": result["means"], "pipeline": result.get("pipeline"),
+            "note": "the engine's whole pipeline on the original grids of the validation cases"}

@@ -20,7 +20,7 @@ from braintumorseg.inference import pad_to_multiple
 from braintumorseg.labels import REGIONS
 from braintumorseg.network import ArchitectureSpec, build_network
 
-from .checkpoint import load_checkpoint, model_weights, save_checkpoint
+from .checkpoint import load_checkpoint, model_weights, save_checkpoint, weights_origin
 from .data import CachedCase, PatchSampler, SamplerSettings, load_cases
 from .losses import RegionLoss
 
@@ -176,6 +176,7 @@ def train(config: TrainConfig, until: int = 0) -> dict:
             print(f"resumed from step {meta['step']}", flush=True)
     elif config.init_weights:
         model.load_state_dict(model_weights(Path(config.init_weights)))
+        meta["started_from"] = weights_origin(config.init_weights)
     if world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     core = model.module if world > 1 else model

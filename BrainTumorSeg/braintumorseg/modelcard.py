@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .errors import InputError
 from .labels import REGIONS
@@ -129,14 +129,18 @@ def load_model(card: ModelCard) -> torch.nn.Module:
     return network.eval()
 
 
+def serialized_weights(network: torch.nn.Module) -> bytes:
+    """The network's weights as the safetensors bytes that `export_model` writes and checksums."""
+    return save({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()})
+
+
 def export_model(network: torch.nn.Module, card: ModelCard, directory: str | Path,
                  card_name: str = "model.json") -> ModelCard:
     """Write safetensors weights and the card (with their checksum) into a folder."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / card.weights_file
-    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-    save_file(state, str(weights))
-    card.sha256 = sha256_of(weights)
+    data = serialized_weights(network)
+    card.sha256 = hashlib.sha256(data).hexdigest()
+    (directory / card.weights_file).write_bytes(data)
     card.save(directory / card_name)
     return card
