@@ -62,10 +62,12 @@ def test_training_writes_checkpoints_log_and_curves(run):
 
 
 def test_resume_gives_the_same_state_as_one_run(run, prepared):
-    """Stop at step 2, resume to 4: weights, optimizer state and losses equal the uninterrupted run."""
+    """Stop at step 2 (a row past the checkpoint, as a kill leaves), resume to 4: state and log equal one run."""
     config = tiny(prepared, "resumed")
     train(config, until=2)
     assert json.loads((prepared / "resumed" / "checkpoint.json").read_text())["step"] == 2
+    with (prepared / "resumed" / "log.csv").open("a") as log:  # a run killed after logging step 3
+        log.write("3,9.99999,0.001,1.0,,,,,,\n")
     train(config)
     straight = model_weights(run / "checkpoint.safetensors")
     from safetensors.torch import load_file

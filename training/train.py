@@ -103,6 +103,16 @@ def selection_score(metrics: dict[str, float]) -> float:
     return float(np.mean([metrics[k] for k in keys]))
 
 
+def drop_rows_after(log_path: Path, step: int) -> None:
+    """Forget the log rows a killed run wrote after its last checkpoint, so a resume logs each step once."""
+    with log_path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
+    if len(kept) != len(rows):
+        with log_path.open("w", newline="") as handle:
+            csv.writer(handle).writerows(kept)
+
+
 def plot_curves(log_path: Path, out: Path) -> None:
     """Loss and validation Dice against step, as a PNG."""
     import matplotlib
@@ -195,6 +205,8 @@ def train(config: TrainConfig, until: int = 0) -> dict:
     if rank == 0 and not log_path.exists():
         with log_path.open("w", newline="") as handle:
             csv.writer(handle).writerow(fields)
+    elif rank == 0:
+        drop_rows_after(log_path, meta["step"])
     if rank == 0:
         (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     model.train()
