@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from braintumorseg.images import write_text_atomic
 from braintumorseg.inference import pad_to_multiple
 from braintumorseg.labels import REGIONS
 from braintumorseg.network import ArchitectureSpec, build_network
@@ -109,8 +111,9 @@ def drop_rows_after(log_path: Path, step: int) -> None:
         rows = list(csv.reader(handle))
     kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
     if len(kept) != len(rows):
-        with log_path.open("w", newline="") as handle:
-            csv.writer(handle).writerows(kept)
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(kept)
+        write_text_atomic(buffer.getvalue(), log_path)
 
 
 def plot_curves(log_path: Path, out: Path) -> None:
@@ -202,12 +205,12 @@ def train(config: TrainConfig, until: int = 0) -> dict:
     log_path = out / "log.csv"
     fields = ["step", "loss", "lr", "seconds"] + [f"{s}/{r}" for s in VALIDATION_SUBSETS for r in REGIONS
                                                   if s == "all" or r == "WT"]
-    if rank == 0 and not log_path.exists():
-        with log_path.open("w", newline="") as handle:
-            csv.writer(handle).writerow(fields)
-    elif rank == 0:
-        drop_rows_after(log_path, meta["step"])
     if rank == 0:
+        if log_path.exists():
+            drop_rows_after(log_path, meta["step"])
+        else:
+            with log_path.open("w", newline="") as handle:
+                csv.writer(handle).writerow(fields)
         (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     model.train()
     step = meta["step"]
