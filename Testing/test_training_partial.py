@@ -81,3 +81,21 @@ def test_batches_depend_only_on_seed_step_and_rank():
     other_rank = PatchSampler(cases, SamplerSettings(patch=16), seed=3, rank=1).batch(7, 2)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not torch.equal(first[0], other_rank[0])
+
+
+def _patch_statistics(augmentation: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation of 120 patches of unit-noise images."""
+    sampler = PatchSampler([_case([True] * 4)], SamplerSettings(16, modality_dropout=0.0,
+                                                                augmentation=augmentation), seed=0)
+    flat = torch.cat([sampler.batch(step, 2)[0].flatten(2) for step in range(60)])
+    return flat.mean(2), flat.std(2)
+
+
+def test_strong_augmentation_blurs_and_varies_contrast_more():
+    """Unit noise keeps a spread near 1 under standard augmentation; strong blurs some patches."""
+    standard_mean, standard_spread = _patch_statistics("standard")
+    strong_mean, strong_spread = _patch_statistics("strong")
+    assert standard_spread.min() > 0.6 and (strong_spread < 0.5).any()
+    assert strong_mean.std() > standard_mean.std()
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        PatchSampler([_case([True] * 4)], SamplerSettings(16, augmentation="extreme"), seed=0)

@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--lr", type=float, default=2e-3)
         sub.add_argument("--init-filters", type=int, default=16)
         sub.add_argument("--loss", default="dice_bce", choices=("dice_bce", "wce", "gdice"))
+        sub.add_argument("--augmentation", default="standard", choices=("standard", "strong"),
+                         help="intensity augmentation: standard, or strong (wider contrast changes, blur)")
         sub.add_argument("--val-every", type=int, default=250)
         sub.add_argument("--checkpoint-every", type=int, default=50)
         sub.add_argument("--seed", type=int, default=0)
@@ -130,7 +132,8 @@ def _train(args: argparse.Namespace) -> int:
             init = str(ModelCard.load(init).weights_path)
     config = TrainConfig(cache=args.cache, out=args.out, validation=validation, steps=args.steps,
                          batch_size=args.batch_size, patch=args.patch, lr=args.lr,
-                         init_filters=args.init_filters, loss=args.loss, val_every=args.val_every,
+                         init_filters=args.init_filters, loss=args.loss, augmentation=args.augmentation,
+                         val_every=args.val_every,
                          checkpoint_every=args.checkpoint_every, seed=args.seed, amp=not args.no_amp,
                          threads=args.threads, init_weights=init)
     meta = train(config, args.until)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.transforms import (Compose, RandAdjustContrastd, RandAffined, RandFlipd, RandGaussianNoised,
-                              RandScaleIntensityd, RandShiftIntensityd)
+                              RandGaussianSmoothd, RandScaleIntensityd, RandShiftIntensityd)
 
 # Modality subsets that dropout favours (indices in MODALITIES order t1, t1c, t2, flair).
 FAVOURED_SUBSETS = ((3,), (1, 3), (0, 3), (1,), (2, 3))
@@ -52,13 +52,29 @@ def spatial_augmentation() -> Compose:
     ])
 
 
-def intensity_augmentation() -> Compose:
-    """Intensity scale and shift per channel, gamma and noise on {"image"}."""
+AUGMENTATIONS = ("standard", "strong")
+
+
+def intensity_augmentation(strength: str = "standard") -> Compose:
+    """Intensity scale and shift per channel, gamma and noise on {"image"}.
+
+    "strong" widens scale, shift, gamma and noise (other scanners' contrast) and adds blur (thicker slices).
+    """
+    if strength not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation '{strength}'; use one of {', '.join(AUGMENTATIONS)}")
+    if strength == "standard":
+        return Compose([
+            RandScaleIntensityd("image", factors=0.1, prob=0.5, channel_wise=True),
+            RandShiftIntensityd("image", offsets=0.1, prob=0.5, channel_wise=True),
+            RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.2),
+            RandGaussianNoised("image", std=0.05, prob=0.15),
+        ])
     return Compose([
-        RandScaleIntensityd("image", factors=0.1, prob=0.5, channel_wise=True),
-        RandShiftIntensityd("image", offsets=0.1, prob=0.5, channel_wise=True),
-        RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.2),
-        RandGaussianNoised("image", std=0.05, prob=0.15),
+        RandScaleIntensityd("image", factors=0.25, prob=0.5, channel_wise=True),
+        RandShiftIntensityd("image", offsets=0.2, prob=0.5, channel_wise=True),
+        RandAdjustContrastd("image", gamma=(0.65, 1.6), prob=0.3),
+        RandGaussianSmoothd("image", sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0), prob=0.2),
+        RandGaussianNoised("image", std=0.1, prob=0.15),
     ])
 
 
@@ -67,6 +83,7 @@ class SamplerSettings:
     patch: int = 64
     foreground_fraction: float = 0.67
     modality_dropout: float = 0.5
+    augmentation: str = "standard"
 
 
 class PatchSampler:
@@ -78,7 +95,7 @@ class PatchSampler:
         self.seed = seed
         self.rank = rank
         self.spatial = spatial_augmentation()
-        self.intensity = intensity_augmentation()
+        self.intensity = intensity_augmentation(settings.augmentation)
 
     def batch(self, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(image, regions, region mask) for `size` patches."""

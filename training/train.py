@@ -47,6 +47,7 @@ class TrainConfig:
     loss: str = "dice_bce"
     foreground_fraction: float = 0.67
     modality_dropout: float = 0.5
+    augmentation: str = "standard"
     val_every: int = 250
     checkpoint_every: int = 50
     seed: int = 0
@@ -194,7 +195,8 @@ def train(config: TrainConfig, until: int = 0) -> dict:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     core = model.module if world > 1 else model
     sampler = PatchSampler(train_cases, SamplerSettings(config.patch, config.foreground_fraction,
-                                                        config.modality_dropout), config.seed, rank)
+                                                        config.modality_dropout, config.augmentation),
+                           config.seed, rank)
     loss_fn = RegionLoss(config.loss)
     amp = mixed_precision(config, device)
     if config.amp and not amp and rank == 0:
