@@ -52,29 +52,39 @@ def spatial_augmentation() -> Compose:
     ])
 
 
-AUGMENTATIONS = ("standard", "strong")
+@dataclass(frozen=True)
+class IntensityStrength:
+    """Ranges of the intensity augmentation: per-channel scale and shift, gamma, blur and noise."""
+
+    scale: float
+    shift: float
+    gamma: tuple[float, float]
+    gamma_prob: float
+    noise_std: float
+    blur_prob: float = 0.0
+
+
+# "strong" widens scale, shift, gamma and noise (other scanners' contrast) and blurs (thicker slices).
+INTENSITY_STRENGTHS = {
+    "standard": IntensityStrength(0.1, 0.1, (0.7, 1.5), 0.2, 0.05),
+    "strong": IntensityStrength(0.25, 0.2, (0.65, 1.6), 0.3, 0.1, blur_prob=0.2),
+}
+AUGMENTATIONS = tuple(INTENSITY_STRENGTHS)
 
 
 def intensity_augmentation(strength: str = "standard") -> Compose:
-    """Intensity scale and shift per channel, gamma and noise on {"image"}.
-
-    "strong" widens scale, shift, gamma and noise (other scanners' contrast) and adds blur (thicker slices).
-    """
-    if strength not in AUGMENTATIONS:
+    """Intensity scale and shift per channel, gamma, blur (if any) and noise on {"image"}."""
+    if strength not in INTENSITY_STRENGTHS:
         raise ValueError(f"unknown augmentation '{strength}'; use one of {', '.join(AUGMENTATIONS)}")
-    if strength == "standard":
-        return Compose([
-            RandScaleIntensityd("image", factors=0.1, prob=0.5, channel_wise=True),
-            RandShiftIntensityd("image", offsets=0.1, prob=0.5, channel_wise=True),
-            RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.2),
-            RandGaussianNoised("image", std=0.05, prob=0.15),
-        ])
+    ranges = INTENSITY_STRENGTHS[strength]
+    blur = [RandGaussianSmoothd("image", sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0),
+                                prob=ranges.blur_prob)] if ranges.blur_prob else []
     return Compose([
-        RandScaleIntensityd("image", factors=0.25, prob=0.5, channel_wise=True),
-        RandShiftIntensityd("image", offsets=0.2, prob=0.5, channel_wise=True),
-        RandAdjustContrastd("image", gamma=(0.65, 1.6), prob=0.3),
-        RandGaussianSmoothd("image", sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0), prob=0.2),
-        RandGaussianNoised("image", std=0.1, prob=0.15),
+        RandScaleIntensityd("image", factors=ranges.scale, prob=0.5, channel_wise=True),
+        RandShiftIntensityd("image", offsets=ranges.shift, prob=0.5, channel_wise=True),
+        RandAdjustContrastd("image", gamma=ranges.gamma, prob=ranges.gamma_prob),
+        *blur,
+        RandGaussianNoised("image", std=ranges.noise_std, prob=0.15),
     ])
 
 
