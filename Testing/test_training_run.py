@@ -102,6 +102,35 @@ def test_export_and_the_engine_segments_with_it(run, prepared):
     assert report.model == "brats-segresnet 0.0.1"
 
 
+def test_snapshots_and_export_of_their_average(prepared, capsys):
+    """--snapshot-every keeps each step's weights; export --average-from writes their mean, scored on validation."""
+    run = prepared / "run-swa"
+    train(tiny(prepared, "run-swa", snapshot_every=1))
+    kept = sorted(p.name for p in (run / "snapshots").iterdir())
+    assert kept == [f"step_{s:06d}.safetensors" for s in (1, 2, 3, 4)]
+    last = model_weights(run / "checkpoint.safetensors")
+    snapshot = {s: model_weights(run / "snapshots" / f"step_{s:06d}.safetensors") for s in (2, 3, 4)}
+    assert all(torch.equal(last[k], snapshot[4][k]) for k in last)
+    assert not all(torch.equal(snapshot[2][k], snapshot[4][k]) for k in last)
+    out = prepared / "model-swa"
+    assert main(["export", "--run", str(run), "--out", str(out), "--average-from", "2", "--version", "0.0.2"]) == 0
+    card = ModelCard.load(out / "model.json")
+    assert card.training["averaged_steps"] == [2, 3, 4] and card.training["selected_step"] is None
+    assert "steps 2–4 (3 snapshots)" in card.metrics["note"]
+    assert set(card.metrics["validation_model_grid_dice"]) >= {"all/WT", "all/TC", "all/ET", "flair/WT"}
+    averaged = load_model(card).state_dict()
+    for key, value in averaged.items():
+        mean = torch.stack([snapshot[s][key].double() for s in (2, 3, 4)]).mean(0)
+        assert torch.allclose(value.double(), mean, atol=1e-6), key
+    capsys.readouterr()
+    assert main(["export", "--run", str(run), "--out", str(prepared / "model-one"), "--average-from", "4"]) == 2
+    message = capsys.readouterr().out
+    assert "leaves 1 snapshot(s)" in message and "steps 1–4" in message and not (prepared / "model-one").exists()
+    assert main(["export", "--run", str(prepared / "run"), "--out", str(prepared / "model-none"),
+                 "--average-from", "1"]) == 2
+    assert "(kept: none)" in capsys.readouterr().out
+
+
 def test_finetune_starts_from_a_card_and_export_names_it(run, prepared):
     parent = prepared / "model-parent"
     assert main(["export", "--run", str(run), "--out", str(parent), "--version", "0.0.1"]) == 0

@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="intensity augmentation: standard, or strong (wider contrast changes, blur)")
         sub.add_argument("--val-every", type=int, default=250)
         sub.add_argument("--checkpoint-every", type=int, default=50)
+        sub.add_argument("--snapshot-every", type=int, default=0,
+                         help="keep the weights every N steps in snapshots/ (for export --average-from)")
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
         sub.add_argument("--no-amp", action="store_true")
@@ -56,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="folder for model.json and model.safetensors")
     export.add_argument("--checkpoint", default="best", choices=("best", "checkpoint"),
                         help="best validated step (default) or the latest checkpoint")
+    export.add_argument("--average-from", type=int, metavar="STEP",
+                        help="export the mean of the run's snapshots from this step on (SWA) instead of "
+                             "--checkpoint; the card gets that average's validation Dice")
     export.add_argument("--name", default="brats-segresnet")
     export.add_argument("--version", default="1.0.0")
     export.add_argument("--roi", type=int, default=128, help="sliding-window size on the model grid")
@@ -88,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 def _export(args: argparse.Namespace) -> int:
     from .export import ExportSettings, export_run
     settings = ExportSettings(args.run, args.out, args.checkpoint, args.name, args.version, roi_size=args.roi,
-                              evaluation=args.evaluation)
+                              evaluation=args.evaluation, average_from=args.average_from)
     if args.data_note:
         settings = replace(settings, data_note=args.data_note)
     card = export_run(settings)
@@ -134,7 +139,7 @@ def _train(args: argparse.Namespace) -> int:
                          batch_size=args.batch_size, patch=args.patch, lr=args.lr,
                          init_filters=args.init_filters, loss=args.loss, augmentation=args.augmentation,
                          val_every=args.val_every,
-                         checkpoint_every=args.checkpoint_every, seed=args.seed, amp=not args.no_amp,
+                         checkpoint_every=args.checkpoint_every, snapshot_every=args.snapshot_every, seed=args.seed, amp=not args.no_amp,
                          threads=args.threads, init_weights=init)
     meta = train(config, args.until)
     if int(os.environ.get("RANK", "0")) == 0:

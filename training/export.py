@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from braintumorseg.errors import InputError
 from braintumorseg.labels import REGIONS
 from braintumorseg.modalities import MODALITIES
@@ -16,8 +18,10 @@ from braintumorseg.modelcard import ModelCard, export_model, serialized_weights
 from braintumorseg.network import build_network
 from braintumorseg.preprocessing import NormalizationSpec
 
+from .averaging import average_weights, snapshots_from
 from .checkpoint import model_weights, weights_origin
-from .train import TrainConfig
+from .data import load_cases
+from .train import TrainConfig, mixed_precision, validate
 
 DATA_NOTE = ("Trained on BraTS challenge training data (expert labels), which are for research use under "
              "the BraTS terms; these weights are for research only, not for clinical decisions.")
@@ -39,6 +43,7 @@ class ExportSettings:
     data_note: str = DATA_NOTE
     roi_size: int = 128
     evaluation: Path | None = None
+    average_from: int | None = None
 
 
 def read_config(run: Path) -> TrainConfig:
@@ -58,7 +63,7 @@ def downsamplings(config: TrainConfig) -> int:
 
 
 def training_summary(config: TrainConfig, manifest: dict[str, Any], run_meta: dict[str, Any],
-                     selected_step: int, data_note: str) -> dict[str, Any]:
+                     data_note: str) -> dict[str, Any]:
     """Cases per source folder (training and validation), channels and regions seen, steps and time."""
     validation = set(config.validation)
     sources: dict[str, dict[str, Any]] = {}
@@ -78,7 +83,6 @@ def training_summary(config: TrainConfig, manifest: dict[str, Any], run_meta: di
         "validation_cases": sorted(validation),
         "by_source": sources,
         "steps": run_meta.get("step"),
-        "selected_step": selected_step,
         "hours": round(float(run_meta.get("seconds", 0.0)) / 3600, 2),
         "label_conventions": dict(Counter(e["convention"] for e in manifest["cases"])),
         "spacing_mm": manifest["spacing"],
@@ -92,40 +96,62 @@ def training_summary(config: TrainConfig, manifest: dict[str, Any], run_meta: di
     }
 
 
-def export_run(settings: ExportSettings) -> ModelCard:
-    """Build the run's network, load the chosen checkpoint's weights and write weights + card."""
-    config = read_config(settings.run)
-    checkpoint = settings.run / settings.checkpoint
+def chosen_weights(settings: ExportSettings, config: TrainConfig,
+                   network: torch.nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load the exported weights into `network`: a checkpoint, or the mean of late snapshots (SWA).
+
+    Returns which steps they come from and their model-grid validation Dice.
+    """
+    if settings.average_from is not None:
+        snapshots = snapshots_from(settings.run, settings.average_from)
+        network.load_state_dict(average_weights(list(snapshots.values())))
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        cases = load_cases(Path(config.cache), config.validation) if config.validation else []
+        metrics = validate(network.to(device), cases, device, mixed_precision(config, device)) if cases else {}
+        network.cpu()
+        return {"selected_step": None, "averaged_steps": list(snapshots)}, metrics
     if settings.checkpoint not in ("best", "checkpoint"):
         raise InputError(f"--checkpoint must be 'best' or 'checkpoint', not '{settings.checkpoint}'.")
+    checkpoint = settings.run / settings.checkpoint
     if not checkpoint.with_suffix(".safetensors").is_file():
         raise InputError(f"{checkpoint.with_suffix('.safetensors')} does not exist: the run has no "
                          f"'{settings.checkpoint}' checkpoint yet (best is written at the first validation "
                          "with validation cases); try --checkpoint checkpoint.")
+    meta = json.loads(checkpoint.with_suffix(".json").read_text())
+    network.load_state_dict(model_weights(checkpoint.with_suffix(".safetensors")))
+    metrics = meta.get("best_metrics") if settings.checkpoint == "best" else meta.get("last_metrics")
+    return {"selected_step": meta["step"]}, metrics or {}
+
+
+def export_run(settings: ExportSettings) -> ModelCard:
+    """Build the run's network, load the chosen (or averaged) weights and write weights + card."""
+    config = read_config(settings.run)
     manifest_path = Path(config.cache) / "manifest.json"
     if not manifest_path.is_file():
         raise InputError(f"the run's cache manifest {manifest_path} is missing; the card needs its spacing "
                          "and normalization.")
     manifest = json.loads(manifest_path.read_text())
-    meta = json.loads(checkpoint.with_suffix(".json").read_text())
     run_meta = json.loads((settings.run / "checkpoint.json").read_text())
     network = build_network(config.architecture())
-    network.load_state_dict(model_weights(checkpoint.with_suffix(".safetensors")))
+    selection, metrics = chosen_weights(settings, config, network)
     multiple = 2 ** downsamplings(config)
     roi = max(multiple, settings.roi_size // multiple * multiple)
     normalization = manifest.get("normalization", {"method": "zscore"})
-    metrics = meta.get("best_metrics") if settings.checkpoint == "best" else meta.get("last_metrics")
+    training = dict(training_summary(config, manifest, run_meta, settings.data_note), **selection)
+    weights = (f"the mean of the weights at steps {selection['averaged_steps'][0]}–"
+               f"{selection['averaged_steps'][-1]} ({len(selection['averaged_steps'])} snapshots)"
+               if "averaged_steps" in selection else f"the weights of step {selection['selected_step']}")
     card = ModelCard(
         name=settings.name, version=settings.version, architecture=config.architecture(),
         channels=list(manifest.get("channels", MODALITIES)), missing_channels="zero",
         spacing=[float(manifest["spacing"])] * 3,
         normalization=NormalizationSpec(normalization["method"], normalization.get("landmarks", {})),
         regions=list(REGIONS), divisible_by=multiple, roi_size=[roi] * 3, description=settings.description,
-        license=settings.license, training=training_summary(config, manifest, run_meta, meta["step"], settings.data_note),
-        metrics={"validation_model_grid_dice": metrics or {}, "step": meta.get("step"),
-                 "note": f"Dice on the {manifest['spacing']} mm model grid of the validation cases with the "
-                         "other channels zeroed; `python -m training evaluate` gives Dice/HD95 on the "
-                         "original grids."})
+        license=settings.license, training=training,
+        metrics={"validation_model_grid_dice": metrics, "step": selection["selected_step"],
+                 "note": f"Dice of {weights} on the {manifest['spacing']} mm model grid of the validation "
+                         "cases with the other channels zeroed; `python -m training evaluate` gives Dice/HD95 "
+                         "on the original grids."})
     if settings.evaluation:
         digest = hashlib.sha256(serialized_weights(network)).hexdigest()
         card.metrics["evaluation"] = read_evaluation(settings.evaluation, digest)

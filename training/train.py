@@ -22,6 +22,7 @@ from braintumorseg.inference import pad_to_multiple
 from braintumorseg.labels import REGIONS
 from braintumorseg.network import ArchitectureSpec, build_network
 
+from .averaging import save_snapshot
 from .checkpoint import load_checkpoint, model_weights, save_checkpoint, weights_origin
 from .data import CachedCase, PatchSampler, SamplerSettings, load_cases
 from .losses import RegionLoss
@@ -50,6 +51,7 @@ class TrainConfig:
     augmentation: str = "standard"
     val_every: int = 250
     checkpoint_every: int = 50
+    snapshot_every: int = 0
     seed: int = 0
     amp: bool = True
     threads: int = 0
@@ -251,6 +253,8 @@ def train(config: TrainConfig, until: int = 0) -> dict:
             meta.update(step=step, seconds=time.perf_counter() - started, config=asdict(config),
                         scaler=scaler.state_dict())
             save_checkpoint(checkpoint, core, optimizer, meta)
+        if config.snapshot_every and step % config.snapshot_every == 0:
+            save_snapshot(out, core, step)
         if "all/WT" in row:
             plot_curves(log_path, out / "curves.png")
         if step % 10 == 0:
