@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from braintumorseg.errors import InputError
+from braintumorseg.images import write_bytes_atomic
+from braintumorseg.modelcard import serialized_weights
 
 from .checkpoint import model_weights
 
@@ -22,16 +23,12 @@ def snapshot_path(run: Path, step: int) -> Path:
 
 def save_snapshot(run: Path, model: torch.nn.Module, step: int) -> None:
     """Keep this step's model weights (no optimizer state) for averaging later."""
-    path = snapshot_path(run, step)
-    path.parent.mkdir(exist_ok=True)
-    temporary = path.with_suffix(".partial")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(temporary))
-    temporary.replace(path)
+    write_bytes_atomic(serialized_weights(model), snapshot_path(run, step))
 
 
 def snapshots_from(run: Path, first_step: int) -> dict[int, Path]:
     """The run's snapshots at or after `first_step`, by step; at least two, or a clear error."""
-    found = {int(m.group(1)): p for p in sorted((run / "snapshots").glob("step_*.safetensors"))
+    found = {int(m.group(1)): p for p in (run / "snapshots").glob("step_*.safetensors")
              if (m := SNAPSHOT.fullmatch(p.name))}
     chosen = {step: path for step, path in sorted(found.items()) if step >= first_step}
     if len(chosen) < 2:

@@ -138,8 +138,8 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(cache=args.cache, out=args.out, validation=validation, steps=args.steps,
                          batch_size=args.batch_size, patch=args.patch, lr=args.lr,
                          init_filters=args.init_filters, loss=args.loss, augmentation=args.augmentation,
-                         val_every=args.val_every,
-                         checkpoint_every=args.checkpoint_every, snapshot_every=args.snapshot_every, seed=args.seed, amp=not args.no_amp,
+                         val_every=args.val_every, checkpoint_every=args.checkpoint_every,
+                         snapshot_every=args.snapshot_every, seed=args.seed, amp=not args.no_amp,
                          threads=args.threads, init_weights=init)
     meta = train(config, args.until)
     if int(os.environ.get("RANK", "0")) == 0:
