@@ -25,7 +25,7 @@ def test_segment_with_json_progress(capsys, tiny_card, synthetic, tmp_path):
     output, report = tmp_path / "seg.nii.gz", tmp_path / "report.json"
     code = main(["segment", "--t1c", str(synthetic["t1c"]), "--flair", str(synthetic["flair"]), "-o", str(output),
                  "--report", str(report), "--model", str(tiny_card.path), "--json-progress", "--tta",
-                 "--threads", "1", "--label-convention", "brats2023", "--min-cluster-ml", "0"])
+                 "--threads", "1", "--label-convention", "brats2023", "--min-cluster-ml", "0", "--fp32"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     events = [json.loads(line) for line in captured.out.splitlines()]
@@ -36,6 +36,7 @@ def test_segment_with_json_progress(capsys, tiny_card, synthetic, tmp_path):
     assert grid(sitk.ReadImage(str(output))) == grid(sitk.ReadImage(str(synthetic["t1c"])))
     saved = json.loads(report.read_text())
     assert saved["label_convention"] == "brats2023" and set(saved["inputs"]) == {"t1c", "flair"}
+    assert saved["device"] == "cpu" and saved["precision"] == "float32"
 
 
 def test_batch_continues_past_a_broken_case(capsys, tiny_card, tmp_path):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from braintumorseg.benchmark import precision_comparison
+from braintumorseg.inference import InferenceSettings, cpu_has_native_bfloat16
 from braintumorseg.metrics import read_label_map, region_scores
 from braintumorseg.modelcard import ModelCard, sha256_of
-from braintumorseg.pipeline import Pipeline
+from braintumorseg.pipeline import Pipeline, SegmentationSettings
 from braintumorseg.resources import default_model_card
 
 # Floors a few points below the Dice measured when brats-segresnet 1.3.0 was shipped (README, "The default
@@ -38,3 +40,12 @@ def test_sample_case_dice_stays_above_floor(card, sample, tmp_path, subset):
     print(subset, scores, report.stage_seconds)
     for region, floor in FLOORS[subset].items():
         assert scores[region]["dice"] >= floor, f"{subset} {region} Dice {scores[region]['dice']:.3f} < {floor}"
+
+
+@pytest.mark.skipif(not cpu_has_native_bfloat16(), reason="this CPU has no native bfloat16: the engine runs in float32")
+def test_bfloat16_labels_match_float32_on_the_sample_case(card):
+    settings = SegmentationSettings(inference=InferenceSettings(device="cpu", tta=False))
+    result = precision_comparison(card, settings)
+    print(result)
+    assert result["precision"] == "bfloat16" and 0 < result["max_probability_difference"] < 0.2
+    assert all(dice >= 0.98 for dice in result["dice_against_float32"].values()), result

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from braintumorseg.errors import InputError
-from braintumorseg.inference import InferenceSettings, Segmenter, pad_to_multiple
+from braintumorseg.inference import InferenceSettings, Segmenter, cpu_has_native_bfloat16, pad_to_multiple
 from braintumorseg.labels import (CONVENTIONS, ED, ET, NCR, from_internal, internal_from_regions,
                                   regions_from_internal, to_internal)
 from braintumorseg.modelcard import ModelCard, load_model
@@ -71,6 +71,19 @@ def test_segmenter_returns_region_probabilities_with_tta(tiny_card):
     probabilities = segmenter.predict(volume)
     assert probabilities.shape == (3, 13, 17, 11)
     assert probabilities.min() >= 0 and probabilities.max() <= 1
+
+
+def test_reduced_precision_runs_where_the_cpu_has_native_bfloat16(tiny_card):
+    volume = np.random.default_rng(2).normal(size=(4, 16, 16, 16)).astype(np.float32)
+    full = Segmenter(tiny_card, InferenceSettings(device="cpu", tta=False, amp=False))
+    reduced = Segmenter(tiny_card, InferenceSettings(device="cpu", tta=False))
+    assert full.precision == "float32"
+    difference = np.abs(reduced.predict(volume) - full.predict(volume)).max()
+    if cpu_has_native_bfloat16():
+        assert reduced.precision == "bfloat16"
+        assert 0 < difference < 0.05, "bfloat16 must change the probabilities a little, not a lot"
+    else:  # emulated bfloat16 would be slower than float32, so the engine stays in float32
+        assert reduced.precision == "float32" and difference == 0
 
 
 def test_sliding_window_is_used_beyond_the_roi(tiny_card):

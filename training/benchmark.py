@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from braintumorseg.inference import autocast
 from braintumorseg.network import build_network
 
 from .data import CachedCase, PatchSampler, SamplerSettings
 from .losses import RegionLoss
-from .train import TrainConfig, autocast
+from .train import TrainConfig
 
 
 @dataclass(frozen=True)

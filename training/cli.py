@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                           help="mirror test-time augmentation, as the engine does by default")
+    evaluate.add_argument("--fp32", action="store_true",
+                          help="run the network in float32 (default: the engine's reduced precision where native)")
 
     benchmark = commands.add_parser("benchmark", help="training throughput, fp32 against mixed precision")
     benchmark.add_argument("--batch-size", type=int, default=2)
@@ -108,7 +110,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from .evaluate import EvaluateSettings, evaluate, markdown_table
     segmentation = SegmentationSettings(PreprocessSettings(bias_correction=not args.no_bias_correction),
-                                        InferenceSettings(device=args.device, tta=args.tta))
+                                        InferenceSettings(device=args.device, tta=args.tta, amp=not args.fp32))
     subsets = tuple(s.strip() for s in args.subsets.split(",") if s.strip())
     result = evaluate(EvaluateSettings(args.model, args.roots, args.out, tuple(args.cases), subsets, segmentation))
     print(markdown_table(result["means"]), end="")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from braintumorseg.images import write_text_atomic
-from braintumorseg.inference import pad_to_multiple
+from braintumorseg.inference import autocast, pad_to_multiple
 from braintumorseg.labels import REGIONS
 from braintumorseg.network import ArchitectureSpec, build_network
 
@@ -69,12 +69,6 @@ def learning_rate(config: TrainConfig, step: int) -> float:
         return config.lr * (step + 1) / config.warmup
     progress = (step - config.warmup) / max(1, config.steps - config.warmup)
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 on CPU, fp16 on CUDA."""
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
 
 
 @torch.no_grad()

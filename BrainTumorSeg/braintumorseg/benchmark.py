@@ -1,4 +1,4 @@
-"""Benchmark on the bundled sample case: stage times, total, peak memory, N4 shrunk versus full resolution.
+"""Benchmark on the bundled sample case: stage times, total, peak memory, network precision, N4 shrink.
 
     braintumorseg-benchmark [--model CARD.json] [--threads 2] [--no-full-fit] [--json OUT.json]
 
@@ -7,6 +7,9 @@ of the process, N4 seconds per volume, and for one modality N4 fitted on the ima
 versus fitted at full resolution: the time ratio and the largest relative difference of the two
 corrected images inside the brain (raw, and after matching their global scale, which N4 leaves
 free and z-score normalization removes). The full-resolution fit takes minutes: --no-full-fit skips it.
+It also runs the network on the same prepared input in float32 and in the reduced precision the engine
+uses by default (bfloat16 on a CPU that computes it natively, float16 on CUDA): time ratio, largest
+probability difference and the Dice between the two label maps per region.
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ import torch
 from .bias import BiasCorrector
 from .errors import InputError
 from .images import read_image, write_text_atomic
+from .inference import Segmenter
+from .metrics import region_scores
 from .modelcard import ModelCard
-from .pipeline import Pipeline, SegmentationSettings
-from .preprocessing import brain_box, brain_mask
+from .pipeline import Pipeline, SegmentationSettings, model_input_for_case
+from .postprocessing import classes_from_probabilities
+from .preprocessing import Preprocessor, brain_box, brain_mask
 from .resources import default_model_card, sample_case
 
 MODALITIES = ("t1", "t1c", "t2", "flair")
@@ -73,6 +79,29 @@ def end_to_end(card: ModelCard, settings: SegmentationSettings) -> dict:
             "total_seconds": round(wall, 3), "total_cpu_seconds": round(cpu, 3), "device": report.device,
             "n4_seconds_per_volume": round(report.stage_seconds.get("bias correction", 0.0) / len(MODALITIES), 3),
             "peak_rss_mb": round(peak_rss_mb(), 1), "volumes_ml": report.volumes_ml}
+
+
+def precision_comparison(card: ModelCard, settings: SegmentationSettings) -> dict:
+    """The network on the sample case's prepared input in float32 and in the default reduced precision."""
+    images = {m: read_image(path, m) for m, path in sample_case().items() if m in MODALITIES}
+    prepared = Preprocessor(settings.preprocess, card.normalization).run(images)
+    volume, _ = model_input_for_case(prepared, card)
+    runs = {}
+    for amp in (False, True):
+        segmenter = Segmenter(card, replace(settings.inference, amp=amp))
+        start = time.perf_counter()
+        probabilities = segmenter.predict(volume)
+        runs[segmenter.precision] = (time.perf_counter() - start, probabilities)
+    if len(runs) == 1:
+        return {"precision": "float32"}
+    (_, (base_seconds, base)), (reduced, (seconds, probabilities)) = runs.items()
+    spacing = tuple(reversed(card.spacing))
+    scores = region_scores(classes_from_probabilities(probabilities, spacing),
+                           classes_from_probabilities(base, spacing), spacing)
+    return {"precision": reduced, "float32_seconds": round(base_seconds, 3), "seconds": round(seconds, 3),
+            "speedup": round(base_seconds / seconds, 2),
+            "max_probability_difference": round(float(np.abs(probabilities - base).max()), 4),
+            "dice_against_float32": {r: round(v["dice"], 4) for r, v in scores.items()}}
 
 
 def n4_comparison(modality: str, corrector: BiasCorrector, full_fit: bool) -> dict:
@@ -130,6 +159,14 @@ def print_results(results: dict) -> None:
     print(f"  {'total':<20} {e2e['total_seconds']:8.2f} {e2e['total_cpu_seconds']:8.2f}")
     print(f"N4 per volume: {e2e['n4_seconds_per_volume']:.2f} s wall (stage time / 4 volumes, corrected two at a time)")
     print(f"peak RSS: {e2e['peak_rss_mb']:.0f} MiB")
+    net = results["network_precision"]
+    if len(net) > 1:
+        dice = ", ".join(f"{r} {d:.4f}" for r, d in net["dice_against_float32"].items())
+        print(f"network on the model grid: float32 {net['float32_seconds']:.2f} s, {net['precision']} "
+              f"{net['seconds']:.2f} s ({net['speedup']}x); largest probability difference "
+              f"{net['max_probability_difference']:.4f}; label Dice against float32: {dice}")
+    else:
+        print("network precision: float32 only (no reduced precision that this device runs natively)")
     n4 = results["n4"]
     print(f"N4 on {n4['modality']} {n4['shape_zyx']}, iterations {n4['iterations']}: shrink {n4['shrink']} "
           f"{n4['shrunk_seconds']:.2f} s wall / {n4['shrunk_cpu_seconds']:.2f} s CPU", end="")
@@ -163,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = replace(settings, inference=replace(settings.inference, device=args.device, tta=args.tta))
         results = {"model": f"{card.name} {card.version}", "tta": args.tta, "environment": environment(),
                    "end_to_end": end_to_end(card, settings)}
+        results["network_precision"] = precision_comparison(card, settings)
         results["n4"] = n4_comparison(args.modality, BiasCorrector(settings.preprocess.bias), not args.no_full_fit)
     except InputError as error:
         print(f"braintumorseg-benchmark: error: {error}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Running the network: device choice, one pass or sliding window, mirror TTA, out-of-memory fallback."""
+"""Running the network: device choice, precision, one pass or sliding window, mirror TTA, out-of-memory fallback."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class InferenceSettings:
     device: str = "auto"
     tta: bool = True
     overlap: float = 0.5
-    amp: bool = True
+    amp: bool = True  # reduced precision where the hardware runs it natively (see `reduced_precision`)
 
 
 def select_device(name: str) -> torch.device:
@@ -39,6 +39,27 @@ def select_device(name: str) -> torch.device:
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
         raise InputError(f"device '{name}' is not available on this machine; use --device auto or cpu.")
     return torch.device(name)
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX); emulated bfloat16 is slower."""
+    probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(probe is not None and probe() for probe in probes)
+
+
+def reduced_precision(device: torch.device) -> torch.dtype | None:
+    """float16 on CUDA, bfloat16 on a CPU that runs it natively, else None (float32)."""
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and cpu_has_native_bfloat16():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
+    """Autocast to the device's `reduced_precision` when enabled and there is one; else a no-op."""
+    dtype = reduced_precision(device) if enabled else None
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -65,6 +86,12 @@ class Segmenter:
         self.device = select_device(self.settings.device)
         self.network = load_model(self.card).to(self.device)
         self.roi = list(self.card.roi_size)
+
+    @property
+    def precision(self) -> str:
+        """The number format the network computes in on its current device."""
+        dtype = reduced_precision(self.device) if self.settings.amp else None
+        return str(dtype or torch.float32).removeprefix("torch.")
 
     def predict(self, volume: np.ndarray, check: Callable[[], None] = lambda: None) -> np.ndarray:
         """Region probabilities (regions, z, y, x) for a (channels, z, y, x) model-grid volume."""
@@ -104,9 +131,7 @@ class Segmenter:
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(self.device)
-        autocast = torch.autocast("cuda", dtype=torch.float16,
-                                  enabled=self.device.type == "cuda" and self.settings.amp)
-        with autocast:
+        with autocast(self.device, self.settings.amp):
             if all(n <= r for n, r in zip(batch.shape[2:], self.roi)):
                 return self.network(batch)
             return sliding_window_inference(batch, self.roi, 1, self.network,

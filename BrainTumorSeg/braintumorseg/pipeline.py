@@ -72,6 +72,7 @@ class SegmentationReport:
     output: str = ""
     model: str = ""
     device: str = ""
+    precision: str = ""
     label_convention: str = "brats2021"
     stage_seconds: dict[str, float] = field(default_factory=dict)
     total_seconds: float = 0.0
@@ -184,6 +185,7 @@ class Pipeline:
             labels = sitk.GetImageFromArray(from_internal(classes, self.settings.label_convention))
             labels.CopyInformation(prepared.reference)
         self._report.device = str(self._segmenter.device)
+        self._report.precision = self._segmenter.precision
         self._report.warnings.extend(self._segmenter.warnings)
         return labels
 
