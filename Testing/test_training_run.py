@@ -16,6 +16,7 @@ import SimpleITK as sitk
 import torch
 from training_synthetic import small_training_set
 
+from braintumorseg.inference import cpu_has_native_bfloat16
 from braintumorseg.modelcard import ModelCard, load_model, sha256_of
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 from braintumorseg.preprocessing import PreprocessSettings
@@ -171,8 +172,9 @@ def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys
     flair = [float(r["WT_dice"]) for r in rows if r["subset"] == "flair"]
     assert means["flair"]["WT"]["dice_mean"] == pytest.approx(np.mean(flair), abs=1e-4)
     assert "| flair+t1c |" in (out / "means.md").read_text()
+    precision = "bfloat16" if cpu_has_native_bfloat16() else "float32"
     assert json.loads((out / "means.json").read_text())["pipeline"] == {"bias_correction": False, "tta": True,
-                                                                        "min_cluster_ml": 0.1}
+                                                                        "min_cluster_ml": 0.1, "precision": precision}
     carded = prepared / "model-evaluated"
     assert main(["export", "--run", str(run), "--out", str(carded), "--checkpoint", "checkpoint",
                  "--evaluation", str(out)]) == 0

@@ -64,14 +64,15 @@ def score_case(pipeline: Pipeline, item: LabelledCase, modalities: tuple[str, ..
     """Segment the case from the given modalities with the engine and score it against its label."""
     images = {m: read_image(item.case.inputs[m], DISPLAY_NAMES[m]) for m in modalities}
     start = time.perf_counter()
-    labels, _ = pipeline.segment_images(images)
+    labels, report = pipeline.segment_images(images)
     seconds = time.perf_counter() - start
     reference, reference_image, labelled = reference_classes(item)
     if not same_grid(reference_image, labels, tolerance=1e-3):
         reference = _resample_classes(reference, reference_image, labels)
     predicted = to_internal(sitk.GetArrayFromImage(labels), pipeline.settings.label_convention)
     scores = region_scores(predicted, reference, labels.GetSpacing()[::-1])
-    return {region: scores[region] if region in labelled else None for region in REGIONS} | {"seconds": seconds}
+    return ({region: scores[region] if region in labelled else None for region in REGIONS}
+            | {"seconds": seconds, "precision": report.precision})
 
 
 def _resample_classes(classes: np.ndarray, grid: sitk.Image, target: sitk.Image) -> np.ndarray:
@@ -125,13 +126,14 @@ def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
     if not items:
         raise InputError(f"no labelled case found under {', '.join(map(str, settings.roots))}.")
     pipeline = Pipeline(card, settings.segmentation)
-    rows = []
+    rows, precisions = [], set()
     for item in items:
         for name, modalities in subsets.items():
             usable = tuple(m for m in modalities if m in card.channels)
             if not usable or not set(usable) <= set(item.case.inputs):
                 continue
             result = score_case(pipeline, item, usable)
+            precisions.add(result["precision"])
             row = {"case": item.case.name, "subset": name, "channels": "+".join(usable),
                    "seconds": f"{result['seconds']:.1f}"}
             for region in REGIONS:
@@ -156,7 +158,8 @@ def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
               "cases": sorted({r["case"] for r in rows}),
               "pipeline": {"bias_correction": segmentation.preprocess.bias_correction,
                            "tta": segmentation.inference.tta,
-                           "min_cluster_ml": segmentation.postprocess.min_cluster_ml}}
+                           "min_cluster_ml": segmentation.postprocess.min_cluster_ml,
+                           "precision": ", ".join(sorted(precisions))}}
     write_text_atomic(json.dumps(result, indent=2) + "\n", settings.out / "means.json")
     write_text_atomic(markdown_table(table), settings.out / "means.md")
     return result
