@@ -252,7 +252,8 @@ def command_segment(args: argparse.Namespace) -> int:
             progress.close()
     print_warnings(report)
     if not args.json_progress:
-        print(f"wrote {output} ({report.label_convention} labels, {report.total_seconds:.1f} s on {report.device}, {report.precision})")
+        print(f"wrote {output} ({report.label_convention} labels, {report.total_seconds:.1f} s on {report.device}, "
+              f"{report.precision})")
         print(volumes_table(report))
     return EXIT_OK
 
