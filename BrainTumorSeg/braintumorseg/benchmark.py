@@ -160,7 +160,7 @@ def print_results(results: dict) -> None:
     print(f"N4 per volume: {e2e['n4_seconds_per_volume']:.2f} s wall (stage time / 4 volumes, corrected two at a time)")
     print(f"peak RSS: {e2e['peak_rss_mb']:.0f} MiB")
     net = results["network_precision"]
-    if len(net) > 1:
+    if net["precision"] != "float32":
         dice = ", ".join(f"{r} {d:.4f}" for r, d in net["dice_against_float32"].items())
         print(f"network on the model grid: float32 {net['float32_seconds']:.2f} s, {net['precision']} "
               f"{net['seconds']:.2f} s ({net['speedup']}x); largest probability difference "

@@ -56,10 +56,15 @@ def reduced_precision(device: torch.device) -> torch.dtype | None:
     return None
 
 
+def compute_dtype(device: torch.device, reduced: bool = True) -> torch.dtype:
+    """The device's `reduced_precision` when asked for and there is one, else float32."""
+    return (reduced_precision(device) if reduced else None) or torch.float32
+
+
 def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
-    """Autocast to the device's `reduced_precision` when enabled and there is one; else a no-op."""
-    dtype = reduced_precision(device) if enabled else None
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+    """Autocast to `compute_dtype`; a no-op when that is float32."""
+    dtype = compute_dtype(device, enabled)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -90,8 +95,7 @@ class Segmenter:
     @property
     def precision(self) -> str:
         """The number format the network computes in on its current device."""
-        dtype = reduced_precision(self.device) if self.settings.amp else None
-        return str(dtype or torch.float32).removeprefix("torch.")
+        return str(compute_dtype(self.device, self.settings.amp)).removeprefix("torch.")
 
     def predict(self, volume: np.ndarray, check: Callable[[], None] = lambda: None) -> np.ndarray:
         """Region probabilities (regions, z, y, x) for a (channels, z, y, x) model-grid volume."""
