@@ -202,5 +202,6 @@ def test_the_installed_command_reports_without_traceback(tmp_path):
                              "-o", str(tmp_path / "seg.nii.gz")], capture_output=True, text=True,
                             cwd=ROOT, timeout=120)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"braintumorseg: error: T1: file not found: {tmp_path / 'no.nii.gz'}. Check the path."
+    missing = tmp_path / "no.nii.gz"
+    assert result.stderr.strip() == f"braintumorseg: error: T1: file not found: {missing}. Check the path."
     assert not (tmp_path / "seg.nii.gz").exists()

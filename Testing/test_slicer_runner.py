@@ -14,8 +14,9 @@ slicer = pytest.importorskip("slicer")
 
 from BrainTumorSegLib.headless import new_scene  # noqa: E402
 from BrainTumorSegLib.logic import SegmentationFailed, SegmentationLogic  # noqa: E402
-from BrainTumorSegLib.runner import (EngineRequest, InProcessRunner, ProcessRunner, RunState, SegmentationOptions,  # noqa: E402
-                                     engine_command, failure_message, parse_progress)
+from BrainTumorSegLib.runner import (  # noqa: E402
+    EngineRequest, InProcessRunner, ProcessRunner, RunState, SegmentationOptions, engine_command, failure_message,
+    parse_progress)
 from BrainTumorSegLib.volume_files import load_volume  # noqa: E402
 from braintumorseg.cli import build_parser  # noqa: E402
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from safetensors.torch import load_file
 from training_synthetic import small_training_set
 
 from braintumorseg.inference import cpu_has_native_bfloat16
@@ -71,8 +72,8 @@ def test_resume_gives_the_same_state_as_one_run(run, prepared):
         log.write("3,9.99999,0.001,1.0,,,,,,\n")
     train(config)
     straight = model_weights(run / "checkpoint.safetensors")
-    from safetensors.torch import load_file
-    one, two = load_file(str(run / "checkpoint.safetensors")), load_file(str(prepared / "resumed" / "checkpoint.safetensors"))
+    one = load_file(str(run / "checkpoint.safetensors"))
+    two = load_file(str(prepared / "resumed" / "checkpoint.safetensors"))
     assert set(one) == set(two) and any(k.startswith("optim.") for k in one)
     assert all(torch.equal(one[k], two[k]) for k in one)
     assert all(torch.equal(straight[k], one["model." + k]) for k in straight)
