@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--loss", default="dice_bce", choices=("dice_bce", "wce", "gdice"))
         sub.add_argument("--augmentation", default="standard", choices=("standard", "strong"),
                          help="intensity augmentation: standard, or strong (wider contrast changes, blur)")
+        sub.add_argument("--modality-dropout", type=float, default=0.5, metavar="P",
+                         help="share of complete-case patches trained with a subset of the modalities (default 0.5)")
         sub.add_argument("--val-every", type=int, default=250)
         sub.add_argument("--checkpoint-every", type=int, default=50)
         sub.add_argument("--snapshot-every", type=int, default=0,
@@ -130,6 +132,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.init_filters < 8 or args.init_filters % 8:
         raise InputError(f"--init-filters must be a multiple of 8 (SegResNet's group norm uses 8 groups), "
                          f"not {args.init_filters}.")
+    if not 0.0 <= args.modality_dropout <= 1.0:
+        raise InputError(f"--modality-dropout is a share between 0 and 1, not {args.modality_dropout}.")
     validation = json.loads(args.splits.read_text())["validation"] if args.splits else []
     init = ""
     if args.command == "finetune":
@@ -140,6 +144,7 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(cache=args.cache, out=args.out, validation=validation, steps=args.steps,
                          batch_size=args.batch_size, patch=args.patch, lr=args.lr,
                          init_filters=args.init_filters, loss=args.loss, augmentation=args.augmentation,
+                         modality_dropout=args.modality_dropout,
                          val_every=args.val_every, checkpoint_every=args.checkpoint_every,
                          snapshot_every=args.snapshot_every, seed=args.seed, amp=not args.no_amp,
                          threads=args.threads, init_weights=init)
