@@ -81,6 +81,16 @@ def test_resume_gives_the_same_state_as_one_run(run, prepared):
     assert losses[0] == losses[1]
 
 
+def test_loader_workers_train_on_the_same_batches(run, prepared):
+    """Batches prefetched by two worker processes, across a stop and resume, end in the same state as one run."""
+    config = tiny(prepared, "workers", loader_workers=2)
+    train(config, until=3)
+    train(config)
+    one = load_file(str(run / "checkpoint.safetensors"))
+    two = load_file(str(prepared / "workers" / "checkpoint.safetensors"))
+    assert set(one) == set(two) and all(torch.equal(one[k], two[k]) for k in one)
+
+
 def test_export_and_the_engine_segments_with_it(run, prepared):
     out = prepared / "model"
     assert main(["export", "--run", str(run), "--out", str(out), "--version", "0.0.1",
@@ -204,6 +214,9 @@ def test_bad_inputs_get_one_clear_sentence(run, prepared, capsys):
     assert main(["train", "--cache", str(prepared / "cache"), "--out", str(prepared / "x"),
                  "--modality-dropout", "1.5"]) == 2
     assert "--modality-dropout is a share between 0 and 1, not 1.5" in capsys.readouterr().out
+    assert main(["train", "--cache", str(prepared / "cache"), "--out", str(prepared / "x"),
+                 "--loader-workers", "-1"]) == 2
+    assert "--loader-workers is a number of processes (0 or more), not -1" in capsys.readouterr().out
 
 
 def test_ddp_on_two_cpu_processes(prepared):

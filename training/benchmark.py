@@ -83,6 +83,7 @@ def run_benchmark(settings: BenchmarkSettings, log=print) -> dict[str, dict[str,
         torch.set_num_threads(settings.threads)
     cuda = torch.cuda.is_available() and settings.device in ("auto", "cuda")
     device = torch.device("cuda" if cuda else "cpu")
+    torch.backends.cudnn.benchmark = cuda  # as train() does
     name = torch.cuda.get_device_name(0) if cuda else f"CPU, {torch.get_num_threads()} threads ({os.cpu_count()} cores)"
     log(f"training step: SegResNet init_filters {settings.init_filters}, batch {settings.batch_size}, "
         f"patch {settings.patch}^3, median of {settings.steps} steps after {settings.warmup} warm-up, on {name}")

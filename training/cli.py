@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="keep the weights every N steps in snapshots/ (for export --average-from)")
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+        sub.add_argument("--loader-workers", type=int, default=0, metavar="N",
+                         help="prepare batches ahead in N processes (same batches; keeps a GPU busy)")
         sub.add_argument("--no-amp", action="store_true")
         sub.add_argument("--until", type=int, default=0,
                          help="stop at this step (checkpointed) and resume later with the same command")
@@ -134,6 +136,8 @@ def _train(args: argparse.Namespace) -> int:
                          f"not {args.init_filters}.")
     if not 0.0 <= args.modality_dropout <= 1.0:
         raise InputError(f"--modality-dropout is a share between 0 and 1, not {args.modality_dropout}.")
+    if args.loader_workers < 0:
+        raise InputError(f"--loader-workers is a number of processes (0 or more), not {args.loader_workers}.")
     validation = json.loads(args.splits.read_text())["validation"] if args.splits else []
     init = ""
     if args.command == "finetune":
@@ -147,7 +151,7 @@ def _train(args: argparse.Namespace) -> int:
                          modality_dropout=args.modality_dropout,
                          val_every=args.val_every, checkpoint_every=args.checkpoint_every,
                          snapshot_every=args.snapshot_every, seed=args.seed, amp=not args.no_amp,
-                         threads=args.threads, init_weights=init)
+                         threads=args.threads, loader_workers=args.loader_workers, init_weights=init)
     meta = train(config, args.until)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"finished at step {meta['step']}; best step {meta.get('best_step')} "

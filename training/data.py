@@ -144,6 +144,32 @@ class PatchSampler:
         return keep
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """The batches of steps start..stop-1 as a dataset, so DataLoader workers can prepare them ahead."""
+
+    def __init__(self, sampler: PatchSampler, start: int, stop: int, size: int):
+        self.sampler, self.start, self.stop, self.size = sampler, start, stop, size
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.sampler.batch(self.start + index, self.size)
+
+
+def step_batches(sampler: PatchSampler, start: int, stop: int, size: int, workers: int = 0, pin: bool = False):
+    """The batches of steps start..stop-1 in order: drawn here, or prefetched by `workers` processes.
+
+    Each batch depends only on (seed, step, rank), so workers yield exactly the batches the loop would draw.
+    """
+    batches = StepBatches(sampler, start, stop, size)
+    if workers == 0:
+        return (batches[i] for i in range(len(batches)))
+    return iter(torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=workers,
+                                            pin_memory=pin, prefetch_factor=4,
+                                            worker_init_fn=lambda _: torch.set_num_threads(1)))
+
+
 def crop(volume: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:
     """A (C, size, size, size) crop centred on a voxel, zero-padded where it leaves the volume."""
     out = np.zeros((volume.shape[0], size, size, size), dtype=volume.dtype)

@@ -24,7 +24,7 @@ from braintumorseg.network import ArchitectureSpec, build_network
 
 from .averaging import save_snapshot
 from .checkpoint import load_checkpoint, model_weights, save_checkpoint, weights_origin
-from .data import CachedCase, PatchSampler, SamplerSettings, load_cases
+from .data import CachedCase, PatchSampler, SamplerSettings, load_cases, step_batches
 from .losses import RegionLoss
 
 # Modality subsets validated besides all four (indices in t1, t1c, t2, flair order).
@@ -55,6 +55,7 @@ class TrainConfig:
     seed: int = 0
     amp: bool = True
     threads: int = 0
+    loader_workers: int = 0
     init_weights: str = ""
 
     def architecture(self) -> ArchitectureSpec:
@@ -167,6 +168,7 @@ def train(config: TrainConfig, until: int = 0) -> dict:
         torch.set_num_threads(config.threads)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(config.seed)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # the patch size is fixed: tune convolutions once
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((Path(config.cache) / "manifest.json").read_text())
@@ -214,11 +216,12 @@ def train(config: TrainConfig, until: int = 0) -> dict:
     step = meta["step"]
     started = time.perf_counter() - meta["seconds"]
     last = min(config.steps, until) if until > 0 else config.steps
+    batches = step_batches(sampler, step, last, config.batch_size, config.loader_workers, device.type == "cuda")
     while step < last:
         lr = learning_rate(config, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        image, target, present = (t.to(device) for t in sampler.batch(step, config.batch_size))
+        image, target, present = (t.to(device, non_blocking=True) for t in next(batches))
         with autocast(device, amp):
             logits = model(image)
         loss = loss_fn(logits, target, present)
