@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -21,6 +22,7 @@ from braintumorseg.inference import cpu_has_native_bfloat16
 from braintumorseg.modelcard import ModelCard, load_model, sha256_of
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 from braintumorseg.preprocessing import PreprocessSettings
+from training.benchmark import BenchmarkSettings, run_benchmark
 from training.checkpoint import model_weights, weights_origin
 from training.cli import main
 from training.discovery import labelled_cases
@@ -57,6 +59,7 @@ def run(prepared):
 def test_training_writes_checkpoints_log_and_curves(run):
     meta = json.loads((run / "checkpoint.json").read_text())
     assert meta["step"] == 4 and set(meta["last_metrics"]) >= {"all/WT", "all/TC", "all/ET", "flair/WT"}
+    assert len(meta["devices"]) == 1 and re.fullmatch(r"CPU, \d+ threads?", meta["devices"][0])
     rows = list(csv.DictReader((run / "log.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     assert all(np.isfinite(float(r["loss"])) for r in rows) and rows[1]["all/WT"] and not rows[0]["all/WT"]
@@ -101,6 +104,7 @@ def test_export_and_the_engine_segments_with_it(run, prepared):
     assert card.training["training_cases"] == 2 and card.training["validation_cases"] == [VALIDATION]
     assert card.training["by_source"]["data"]["regions"] == {"WT+TC+ET": 2, "WT": 1}
     assert card.training["steps"] == 4 and card.metrics["validation_model_grid_dice"]
+    assert card.training["devices"] == json.loads((run / "checkpoint.json").read_text())["devices"]
     assert card.training["started_from"] is None
     best = model_weights(run / "best.safetensors")
     network = load_model(card)
@@ -219,6 +223,17 @@ def test_bad_inputs_get_one_clear_sentence(run, prepared, capsys):
     assert "--loader-workers is a number of processes (0 or more), not -1" in capsys.readouterr().out
 
 
+def test_benchmark_times_both_precisions_and_splits_sampling_from_the_network():
+    lines: list[str] = []
+    results = run_benchmark(BenchmarkSettings(batch_size=1, patch=32, init_filters=8, steps=2, warmup=1, threads=2),
+                            log=lines.append)
+    assert list(results) == ["fp32", "bf16 autocast"]
+    for r in results.values():
+        assert r["patches_per_s"] == pytest.approx(1 / r["s_per_step"])
+        assert 0 < r["sampling_s_per_step"] < r["s_per_step"] and 0 < r["network_s_per_step"] <= r["s_per_step"]
+    assert "batch 1, patch 32^3" in lines[0] and lines[-1].startswith("mixed precision speed-up over fp32")
+
+
 def test_ddp_on_two_cpu_processes(prepared):
     """torchrun with 2 gloo processes: the run completes and both replicas hold identical weights."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'BrainTumorSeg'}")
@@ -237,6 +252,7 @@ def test_ddp_on_two_cpu_processes(prepared):
     assert result.returncode == 0, "\n---\n".join(failures)
     meta = json.loads((out / "checkpoint.json").read_text())
     assert meta["step"] == 3 and meta["replicas_identical"] is True
+    assert meta["devices"] == ["2 processes on CPU, 1 thread"]
     assert result.stdout.count("finished at step 3") == 1
     assert [r["step"] for r in csv.DictReader((out / "log.csv").open())] == ["1", "2", "3"]
 

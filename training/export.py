@@ -84,6 +84,7 @@ def training_summary(config: TrainConfig, manifest: dict[str, Any], run_meta: di
         "by_source": sources,
         "steps": run_meta.get("step"),
         "hours": round(float(run_meta.get("seconds", 0.0)) / 3600, 2),
+        "devices": run_meta.get("devices", []),
         "label_conventions": dict(Counter(e["convention"] for e in manifest["cases"])),
         "spacing_mm": manifest["spacing"],
         "normalization": manifest.get("normalization", {}).get("method", "zscore"),

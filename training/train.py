@@ -146,6 +146,14 @@ def mixed_precision(config: TrainConfig, device: torch.device) -> bool:
     return config.amp and not (device.type == "cpu" and config.patch >> (levels - 1) <= 2)
 
 
+def describe_device(device: torch.device, world: int) -> str:
+    """What a run trains on, for the model card: the GPU's name or the CPU threads, and the process count."""
+    threads = torch.get_num_threads()
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"CPU, {threads} thread{'s' if threads > 1 else ''}")
+    return name if world == 1 else f"{world} processes on {name}"
+
+
 def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -189,6 +197,9 @@ def train(config: TrainConfig, until: int = 0) -> dict:
     elif config.init_weights:
         model.load_state_dict(model_weights(Path(config.init_weights)))
         meta["started_from"] = weights_origin(config.init_weights)
+    hardware = describe_device(device, world)
+    if hardware not in meta.setdefault("devices", []):
+        meta["devices"].append(hardware)
     if world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     core = model.module if world > 1 else model
