@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,7 +158,8 @@ class StepBatches(torch.utils.data.Dataset):
         return self.sampler.batch(self.start + index, self.size)
 
 
-def step_batches(sampler: PatchSampler, start: int, stop: int, size: int, workers: int = 0, pin: bool = False):
+def step_batches(sampler: PatchSampler, start: int, stop: int, size: int, workers: int = 0,
+                 pin: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The batches of steps start..stop-1 in order: drawn here, or prefetched by `workers` processes.
 
     Each batch depends only on (seed, step, rank), so workers yield exactly the batches the loop would draw.
