@@ -14,7 +14,7 @@ from braintumorseg.network import build_network
 
 from .data import CachedCase, PatchSampler, SamplerSettings
 from .losses import RegionLoss
-from .train import TrainConfig
+from .train import TrainConfig, describe_device
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def run_benchmark(settings: BenchmarkSettings, log=print) -> dict[str, dict[str,
     cuda = torch.cuda.is_available() and settings.device in ("auto", "cuda")
     device = torch.device("cuda" if cuda else "cpu")
     torch.backends.cudnn.benchmark = cuda  # as train() does
-    name = torch.cuda.get_device_name(0) if cuda else f"CPU, {torch.get_num_threads()} threads ({os.cpu_count()} cores)"
+    name = describe_device(device, 1) + ("" if cuda else f" ({os.cpu_count()} cores)")
     log(f"training step: SegResNet init_filters {settings.init_filters}, batch {settings.batch_size}, "
         f"patch {settings.patch}^3, median of {settings.steps} steps after {settings.warmup} warm-up, on {name}")
     log("note: steps alternate between the two precisions so that other load on the machine (e.g. a "
