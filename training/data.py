@@ -158,6 +158,11 @@ class StepBatches(torch.utils.data.Dataset):
         return self.sampler.batch(self.start + index, self.size)
 
 
+def _one_thread(_worker: int) -> None:
+    """Each loader worker computes on one thread (a module function, so spawned workers can unpickle it)."""
+    torch.set_num_threads(1)
+
+
 def step_batches(sampler: PatchSampler, start: int, stop: int, size: int, workers: int = 0,
                  pin: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The batches of steps start..stop-1 in order: drawn here, or prefetched by `workers` processes.
@@ -169,7 +174,7 @@ def step_batches(sampler: PatchSampler, start: int, stop: int, size: int, worker
         return (batches[i] for i in range(len(batches)))
     return iter(torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=workers,
                                             pin_memory=pin, prefetch_factor=4,
-                                            worker_init_fn=lambda _: torch.set_num_threads(1)))
+                                            worker_init_fn=_one_thread))
 
 
 def crop(volume: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:
