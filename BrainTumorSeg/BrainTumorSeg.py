@@ -98,6 +98,7 @@ class BrainTumorSegParameterNode:
     outputSegmentation: slicer.vtkMRMLSegmentationNode
     biasCorrection: bool = True
     registerInputs: bool = False
+    skullStrip: Annotated[str, Choice(["auto", "on", "off"])] = "auto"
     testTimeAugmentation: bool = True
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
     model: str = DEFAULT_MODEL
@@ -280,7 +281,8 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def options(self) -> SegmentationOptions:
         p = self._parameterNode
         return SegmentationOptions(model=self.logic.modelPath(p.model), bias_correction=p.biasCorrection,
-                                   register=p.registerInputs, tta=p.testTimeAugmentation, device=p.device,
+                                   register=p.registerInputs, skull_strip=p.skullStrip,
+                                   tta=p.testTimeAugmentation, device=p.device,
                                    min_cluster_ml=p.minimumClusterMl)
 
     def onPoll(self) -> None:

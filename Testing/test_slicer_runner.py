@@ -27,7 +27,8 @@ def test_command_line_is_what_the_engine_parses(tmp_path):
     request = EngineRequest(inputs={"t1c": tmp_path / "a b.nrrd", "flair": tmp_path / "f.nrrd"},
                             output=tmp_path / "out.nii.gz", report=tmp_path / "r.json",
                             options=SegmentationOptions(model=tmp_path / "m.json", bias_correction=False,
-                                                        register=True, tta=False, device="cpu", min_cluster_ml=0.25))
+                                                        register=True, skull_strip="off", tta=False, device="cpu",
+                                                        min_cluster_ml=0.25))
     command = engine_command(request, "/usr/bin/python3")
     assert command[:4] == ["/usr/bin/python3", "-m", "braintumorseg.cli", "segment"]
     args = build_parser().parse_args(command[3:])
@@ -35,11 +36,13 @@ def test_command_line_is_what_the_engine_parses(tmp_path):
                                                         None, None)
     assert (args.output, args.report, args.model) == (str(request.output), str(request.report),
                                                       str(request.options.model))
-    assert (args.no_bias_correction, args.register, args.tta, args.device) == (True, True, False, "cpu")
+    assert (args.no_bias_correction, args.register, args.skull_strip, args.tta, args.device) == (
+        True, True, "off", False, "cpu")
     assert args.min_cluster_ml == 0.25 and args.json_progress
     defaults = build_parser().parse_args(engine_command(EngineRequest({}, request.output, request.report,
                                                                       SegmentationOptions(tmp_path)), "python")[3:])
-    assert (defaults.no_bias_correction, defaults.register, defaults.tta) == (False, False, True)
+    assert (defaults.no_bias_correction, defaults.register, defaults.skull_strip, defaults.tta) == (
+        False, False, "auto", True)
 
 
 def test_progress_lines_and_failure_messages():

@@ -25,6 +25,7 @@ class SegmentationOptions:
     model: Path
     bias_correction: bool = True
     register: bool = False
+    skull_strip: str = "auto"
     tta: bool = True
     device: str = "auto"
     min_cluster_ml: float = 0.1
@@ -69,7 +70,7 @@ def engine_command(request: EngineRequest, python: str | os.PathLike) -> list[st
         command += [f"--{modality}", str(path)]
     options = request.options
     command += ["--output", str(request.output), "--report", str(request.report), "--model", str(options.model),
-                "--device", options.device, "--min-cluster-ml", repr(float(options.min_cluster_ml)),
+                "--device", options.device, "--skull-strip", options.skull_strip, "--min-cluster-ml", repr(float(options.min_cluster_ml)),
                 "--json-progress"]
     if not options.bias_correction:
         command.append("--no-bias-correction")
@@ -255,7 +256,8 @@ class InProcessRunner:
 
         options = request.options
         settings = SegmentationSettings(
-            preprocess=PreprocessSettings(bias_correction=options.bias_correction, register=options.register),
+            preprocess=PreprocessSettings(bias_correction=options.bias_correction, register=options.register,
+                                          skull_strip=options.skull_strip),
             inference=InferenceSettings(device=options.device, tta=options.tta),
             postprocess=PostprocessSettings(min_cluster_ml=options.min_cluster_ml))
         try:

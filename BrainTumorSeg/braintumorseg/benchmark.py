@@ -7,6 +7,8 @@ of the process, N4 seconds per volume, and for one modality N4 fitted on the ima
 versus fitted at full resolution: the time ratio and the largest relative difference of the two
 corrected images inside the brain (raw, and after matching their global scale, which N4 leaves
 free and z-score normalization removes). The full-resolution fit takes minutes: --no-full-fit skips it.
+Skull stripping (the brain template registered onto the T1, as --skull-strip on does): its time against
+the end-to-end run's, and the Dice of its brain against the sample's own skull stripping (BraTS-Toolkit).
 It also runs the network on the same prepared input in float32 and in the reduced precision the engine
 uses by default (bfloat16 on a CPU that computes it natively, float16 on CUDA): time ratio, largest
 probability difference and the Dice between the two label maps per region.
@@ -31,6 +33,7 @@ import SimpleITK as sitk
 import torch
 
 from .bias import BiasCorrector
+from .brain_extraction import AtlasBrainExtractor
 from .errors import InputError
 from .images import read_image, write_text_atomic
 from .inference import Segmenter
@@ -38,7 +41,7 @@ from .metrics import region_scores
 from .modelcard import ModelCard
 from .pipeline import Pipeline, SegmentationSettings, model_input_for_case
 from .postprocessing import classes_from_probabilities
-from .preprocessing import Preprocessor, brain_box, brain_mask
+from .preprocessing import Preprocessor, brain_box, foreground_mask
 from .resources import default_model_card, sample_case
 
 MODALITIES = ("t1", "t1c", "t2", "flair")
@@ -108,7 +111,7 @@ def n4_comparison(modality: str, corrector: BiasCorrector, full_fit: bool) -> di
     """N4 as the pipeline runs it (shrink 4) and, optionally, fitted at full resolution."""
     image = read_image(sample_case()[modality], modality)
     array = sitk.GetArrayFromImage(image)
-    mask, _ = brain_mask({modality: array})
+    mask = foreground_mask({modality: array})
     box = brain_box(mask, image.GetSpacing()[::-1], 8.0)
     array, mask = array[box], mask[box]
     spacing = image.GetSpacing()
@@ -136,6 +139,19 @@ def n4_comparison(modality: str, corrector: BiasCorrector, full_fit: bool) -> di
                   max_relative_difference_scale_matched=round(float(rescaled.max()), 5),
                   p99_relative_difference_scale_matched=round(float(np.percentile(rescaled, 99)), 5))
     return result
+
+
+def skull_stripping(modality: str = "t1") -> dict:
+    """The brain template registered onto one sample sequence: time, and agreement with the sample's own mask."""
+    image = read_image(sample_case()[modality], modality)
+    stripped = foreground_mask({modality: sitk.GetArrayFromImage(image)})
+    start, cpu = time.perf_counter(), time.process_time()
+    brain = AtlasBrainExtractor().mask(image)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+    return {"modality": modality, "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3),
+            "brain_ml": round(float(brain.sum()) * voxel_ml, 1), "sample_brain_ml": round(float(stripped.sum()) * voxel_ml, 1),
+            "dice_against_sample_mask": round(2.0 * float((brain & stripped).sum()) / float(brain.sum() + stripped.sum()), 4)}
 
 
 def environment() -> dict:
@@ -167,6 +183,11 @@ def print_results(results: dict) -> None:
               f"{net['max_probability_difference']:.4f}; label Dice against float32: {dice}")
     else:
         print("network precision: float32 only (no reduced precision that this device runs natively)")
+    strip = results["skull_stripping"]
+    print(f"skull stripping ({strip['modality']}, as --skull-strip on): {strip['seconds']:.2f} s wall / "
+          f"{strip['cpu_seconds']:.2f} s CPU = {strip['seconds'] / e2e['total_seconds']:.2f}x the end-to-end run; "
+          f"brain {strip['brain_ml']:.0f} mL, Dice {strip['dice_against_sample_mask']:.3f} against the sample's own "
+          f"skull stripping ({strip['sample_brain_ml']:.0f} mL)")
     n4 = results["n4"]
     print(f"N4 on {n4['modality']} {n4['shape_zyx']}, iterations {n4['iterations']}: shrink {n4['shrink']} "
           f"{n4['shrunk_seconds']:.2f} s wall / {n4['shrunk_cpu_seconds']:.2f} s CPU", end="")
@@ -201,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = {"model": f"{card.name} {card.version}", "tta": args.tta, "environment": environment(),
                    "end_to_end": end_to_end(card, settings)}
         results["network_precision"] = precision_comparison(card, settings)
+        results["skull_stripping"] = skull_stripping()
         results["n4"] = n4_comparison(args.modality, BiasCorrector(settings.preprocess.bias), not args.no_full_fit)
     except InputError as error:
         print(f"braintumorseg-benchmark: error: {error}", file=sys.stderr)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
+from .brain_extraction import SKULL_STRIP_MODES
 from .errors import Cancelled, InputError
 from .images import check_file
 from .inference import DEVICES, InferenceSettings
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-bias-correction", action="store_true", help="skip N4 bias-field correction")
     run.add_argument("--register", action="store_true",
                      help="rigidly register each input to the reference (mutual information)")
+    run.add_argument("--skull-strip", choices=SKULL_STRIP_MODES, default="auto",
+                     help="strip the skull by registering a brain template (MNI ICBM152) onto the case; auto = "
+                          "only when the inputs show the head (default: auto)")
     run.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                      help="average 8 mirrored passes of the network (default: on; --no-tta is faster)")
     run.add_argument("--fp32", action="store_true",
@@ -172,7 +176,8 @@ def _interrupt(_signum, _frame) -> None:
 def settings_from_args(args: argparse.Namespace) -> SegmentationSettings:
     """The run settings the options describe."""
     return SegmentationSettings(
-        preprocess=PreprocessSettings(bias_correction=not args.no_bias_correction, register=args.register),
+        preprocess=PreprocessSettings(bias_correction=not args.no_bias_correction, register=args.register,
+                                      skull_strip=args.skull_strip),
         inference=InferenceSettings(device=args.device, tta=args.tta, amp=not args.fp32),
         postprocess=PostprocessSettings(min_cluster_ml=args.min_cluster_ml),
         label_convention=args.label_convention)

@@ -1,4 +1,4 @@
-"""The preprocessing shared by inference and training: align, mask, crop, N4, normalize, resample."""
+"""The preprocessing shared by inference and training: align, mask (skull strip), crop, N4, normalize, resample."""
 
 from __future__ import annotations
 
@@ -13,12 +13,18 @@ import torch
 import torch.nn.functional as F
 
 from .bias import BiasCorrector, BiasSettings
+from .brain_extraction import SKULL_STRIP_MODES, AtlasBrainExtractor, BrainExtractionSettings
 from .errors import InputError
 from .images import RegistrationSettings, overlap_fraction, register_rigid, resample_to_reference, same_grid
 from .modalities import DISPLAY_NAMES, MODALITIES, reference_modality
 from .normalization import NyulStandardizer, zscore
 
 MIN_OVERLAP = 0.5
+NOT_SKULL_STRIPPED = ("the inputs do not look skull-stripped (non-zero voxels reach the image border); "
+                      "the model was trained on skull-stripped images, so expect false positives outside "
+                      "the brain. Turn skull stripping on, or strip the skull first (e.g. HD-BET).")
+# The sequences in the order they resemble the T1 brain template that skull stripping registers.
+TEMPLATE_LIKE = ("t1", "t1c", "t2", "flair")
 
 
 @dataclass(frozen=True)
@@ -31,13 +37,15 @@ class NormalizationSpec:
 
 @dataclass(frozen=True)
 class PreprocessSettings:
-    """User-facing preprocessing options."""
+    """User-facing preprocessing options; `skull_strip` is "auto" (when the inputs show the head), "on" or "off"."""
 
     bias_correction: bool = True
     register: bool = False
+    skull_strip: str = "auto"
     crop_margin_mm: float = 8.0
     bias: BiasSettings = BiasSettings()
     registration: RegistrationSettings = RegistrationSettings()
+    brain_extraction: BrainExtractionSettings = BrainExtractionSettings()
 
 
 @dataclass
@@ -67,6 +75,8 @@ class Preprocessor:
         self.settings = settings
         self.normalization = normalization
         self.bias_corrector = BiasCorrector(settings.bias)
+        if settings.skull_strip not in SKULL_STRIP_MODES:
+            raise InputError(f"unknown skull stripping '{settings.skull_strip}'; use {', '.join(SKULL_STRIP_MODES)}.")
 
     def run(self, images: dict[str, sitk.Image], stage: StageFactory = _no_stage,
             check: Callable[[], None] = lambda: None) -> PreparedCase:
@@ -75,7 +85,7 @@ class Preprocessor:
             reference, arrays, warnings = self.align(images)
         check()
         with stage("brain mask"):
-            mask, mask_warnings = brain_mask(arrays)
+            mask, mask_warnings = self.brain_mask(reference, arrays)
             box = brain_box(mask, reference.GetSpacing()[::-1], self.settings.crop_margin_mm)
             arrays = {m: a[box] for m, a in arrays.items()}
             mask = mask[box]
@@ -118,6 +128,22 @@ class Preprocessor:
             arrays[modality] = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
         return reference, arrays, warnings
 
+    def brain_mask(self, reference: sitk.Image, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
+        """The non-zero voxels; within them the registered brain template when the skull is to be stripped."""
+        mask = foreground_mask(arrays)
+        stripped = looks_skull_stripped(mask)
+        mode = self.settings.skull_strip
+        if mode == "off" or (mode == "auto" and stripped):
+            return mask, [] if stripped else [NOT_SKULL_STRIPPED]
+        modality = next(m for m in TEMPLATE_LIKE if m in arrays)
+        image = sitk.GetImageFromArray(arrays[modality])
+        image.CopyInformation(reference)
+        mask &= AtlasBrainExtractor(self.settings.brain_extraction).mask(image)
+        if mode == "on":
+            return mask, []
+        return mask, [f"the inputs were not skull-stripped: the skull was stripped by registering a brain template "
+                      f"onto the {DISPLAY_NAMES[modality]}; check the result near the brain's edge."]
+
     def correct_bias(self, arrays: dict[str, np.ndarray], mask: np.ndarray, spacing_zyx: tuple[float, ...],
                      warnings: list[str], check: Callable[[], None]) -> dict[str, np.ndarray]:
         """N4 on every channel that allows it, `bias.workers` channels at a time (ITK releases the GIL)."""
@@ -152,19 +178,27 @@ class Preprocessor:
         raise InputError(f"unknown normalization '{self.normalization.method}' in the model card.")
 
 
-def brain_mask(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
-    """The brain: voxels non-zero in any input (inputs are skull-stripped); warns when they are not."""
+def foreground_mask(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Voxels that differ from the background in any input: the brain when the inputs are skull-stripped."""
     mask = np.zeros(next(iter(arrays.values())).shape, dtype=bool)
     for array in arrays.values():
-        mask |= array != 0
-    warnings = []
+        mask |= array != background_value(array)
+    return mask
+
+
+def background_value(array: np.ndarray) -> float:
+    """What a skull-stripped image holds outside the brain: 0, or its minimum when that fills all eight corners
+    (images normalized before they were given, as in BraTS 2013, have a negative background)."""
+    corners = array[::array.shape[0] - 1, ::array.shape[1] - 1, ::array.shape[2] - 1]
+    low = array.min()
+    return float(low) if low < 0 and np.all(corners == low) else 0.0
+
+
+def looks_skull_stripped(mask: np.ndarray) -> bool:
+    """False when the non-zero voxels reach the image border or fill most of the image (the head is there)."""
     faces = [mask[0], mask[-1], mask[:, 0], mask[:, -1], mask[:, :, 0], mask[:, :, -1]]
     border = np.mean(np.concatenate([f.ravel() for f in faces]))
-    if border > 0.3 or mask.mean() > 0.6:
-        warnings.append("the inputs do not look skull-stripped (non-zero voxels reach the image border); "
-                        "the model was trained on skull-stripped images, so expect false positives "
-                        "outside the brain. Strip the skull first (e.g. HD-BET) for best results.")
-    return mask, warnings
+    return not (border > 0.3 or mask.mean() > 0.6)
 
 
 def brain_box(mask: np.ndarray, spacing_zyx: tuple[float, ...], margin_mm: float) -> tuple[slice, ...]:

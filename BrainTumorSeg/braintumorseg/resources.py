@@ -1,4 +1,4 @@
-"""Where the extension's shipped files live: model cards and the bundled sample case."""
+"""Where the extension's shipped files live: model cards, the brain template and the bundled sample case."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from .errors import InputError
 RESOURCES = Path(os.environ.get("BRAINTUMORSEG_RESOURCES", Path(__file__).resolve().parents[1] / "Resources"))
 MODELS = RESOURCES / "Models"
 SAMPLE_CASE = RESOURCES / "SampleData" / "TCGA-FG-6692"
+BRAIN_TEMPLATE = RESOURCES / "Templates" / "mni_icbm152_2009a_t1_brain_2mm.nii.gz"
 DEFAULT_MODEL = "brats-segresnet"
 
 

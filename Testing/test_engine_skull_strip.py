@@ -1,0 +1,166 @@
+"""Skull stripping: the brain template registered onto real brains that still have a head around them."""
+
+from __future__ import annotations
+
+import glob
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from braintumorseg.benchmark import skull_stripping
+from braintumorseg.brain_extraction import AtlasBrainExtractor
+from braintumorseg.cli import main
+from braintumorseg.errors import InputError
+from braintumorseg.labels import to_internal
+from braintumorseg.metrics import read_label_map, region_scores
+from braintumorseg.modelcard import ModelCard
+from braintumorseg.pipeline import Pipeline, SegmentationSettings
+from braintumorseg.preprocessing import NOT_SKULL_STRIPPED, PreprocessSettings, Preprocessor, foreground_mask
+from braintumorseg.resources import default_model_card
+from conftest import SHARED_DATA
+
+MODALITIES = ("t1", "t1c", "t2", "flair")
+# (inner mm, outer mm, share of the median brain intensity): CSF, bone, scalp around the brain.
+HEAD_SHELLS = ((0.0, 3.0, 0.15), (3.0, 8.0, 0.05), (8.0, 14.0, 1.4))
+RAW_CASE = SHARED_DATA / "clinical_raw" / "TCGA-FG-6692_raw_native"
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def with_head(image: sitk.Image, brain: sitk.Image, seed: int) -> sitk.Image:
+    """A skull-stripped brain given back a head: CSF rim, dark bone, bright scalp, noisy air."""
+    distance = sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(
+        brain, insideIsPositive=False, squaredDistance=False, useImageSpacing=True))
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    level = float(np.median(array[array > 0]))
+    for inner, outer, share in HEAD_SHELLS:
+        array[(distance > inner) & (distance <= outer)] = share * level
+    array[distance > HEAD_SHELLS[-1][1]] = 0.0
+    array += np.abs(np.random.default_rng(seed).normal(0.0, 0.02 * level, array.shape)).astype(np.float32)
+    head = sitk.GetImageFromArray(array)
+    head.CopyInformation(image)
+    return head
+
+
+@pytest.fixture(scope="module")
+def heads(sample, tmp_path_factory) -> dict:
+    """The sample case with a head, turned 13° and moved, on a 1.2 mm grid: files, brain and label on that grid."""
+    images = {m: sitk.Cast(sitk.ReadImage(str(sample[m])), sitk.sitkFloat32) for m in MODALITIES}
+    brain = images["t1"] > 0
+    centre = brain.TransformContinuousIndexToPhysicalPoint([s / 2 for s in brain.GetSize()])
+    motion = sitk.Euler3DTransform(centre, 0.2, 0.0, 0.1, (4.0, -6.0, 3.0))
+    grid = sitk.Image([200, 200, 130], sitk.sitkFloat32)
+    grid.SetSpacing((1.2, 1.2, 1.2))
+    grid.SetOrigin(brain.GetOrigin())
+    grid.SetDirection(brain.GetDirection())
+    folder = tmp_path_factory.mktemp("heads")
+    files = {}
+    for seed, (modality, image) in enumerate(images.items()):
+        files[modality] = folder / f"{modality}.nii.gz"
+        sitk.WriteImage(sitk.Resample(with_head(image, brain, seed), grid, motion, sitk.sitkLinear, 0.0),
+                        str(files[modality]))
+    truth = sitk.Resample(brain, grid, motion, sitk.sitkNearestNeighbor, 0)
+    files["label"] = folder / "label.nii.gz"
+    sitk.WriteImage(sitk.Resample(sitk.ReadImage(str(sample["label"])), grid, motion, sitk.sitkNearestNeighbor, 0),
+                    str(files["label"]))
+    return {"files": files, "brain": sitk.GetArrayFromImage(truth) > 0}
+
+
+def test_template_finds_the_brain_inside_a_head(heads):
+    t1 = sitk.ReadImage(str(heads["files"]["t1"]))
+    preprocessor = Preprocessor(PreprocessSettings(bias_correction=False))
+    arrays = {"t1": sitk.GetArrayFromImage(t1)}
+    off = Preprocessor(PreprocessSettings(skull_strip="off")).brain_mask(t1, arrays)
+    mask, warnings = preprocessor.brain_mask(t1, arrays)
+    assert off[1] == [NOT_SKULL_STRIPPED] and dice(off[0], heads["brain"]) < 0.7
+    score = dice(mask, heads["brain"])
+    print("brain Dice", round(score, 3), "mask mL", mask.sum() * 1.728 / 1000, "truth", heads["brain"].sum() * 1.728 / 1000)
+    assert score >= 0.93
+    assert len(warnings) == 1 and "stripped by registering a brain template onto the T1" in warnings[0]
+
+
+def test_skull_stripped_inputs_are_left_alone(sample):
+    t1 = sitk.ReadImage(str(sample["t1"]))
+    arrays = {"t1": sitk.GetArrayFromImage(t1)}
+    foreground = foreground_mask(arrays)
+    auto_mask, auto_warnings = Preprocessor().brain_mask(t1, arrays)
+    np.testing.assert_array_equal(auto_mask, foreground)
+    assert auto_warnings == []
+    forced, forced_warnings = Preprocessor(PreprocessSettings(skull_strip="on")).brain_mask(t1, arrays)
+    assert forced_warnings == [] and not (forced & ~foreground).any()
+    assert dice(forced, foreground) >= 0.97, "the template with its margin must cover a stripped brain"
+    measured = skull_stripping("t1")  # the benchmark's numbers: the template's brain alone against the sample's
+    print(measured)
+    assert measured["dice_against_sample_mask"] >= 0.93 and measured["seconds"] > 0
+
+
+def test_skull_stripping_refuses_what_it_cannot_do(tmp_path):
+    with pytest.raises(InputError, match="unknown skull stripping 'yes'; use auto, on, off"):
+        Preprocessor(PreprocessSettings(skull_strip="yes"))
+    with pytest.raises(InputError, match="brain template for skull stripping is missing"):
+        AtlasBrainExtractor(template_path=tmp_path / "missing.nii.gz")
+    ball = np.zeros((48, 48, 48), np.float32)
+    z, y, x = np.ogrid[-24:24, -24:24, -24:24]
+    ball[z ** 2 + y ** 2 + x ** 2 < 15 ** 2] = 300.0
+    with pytest.raises(InputError, match="skull stripping failed: the brain template landed on .* mL, not a brain"):
+        AtlasBrainExtractor().mask(sitk.GetImageFromArray(ball))  # a 14 mL object at 1 mm: no brain fits
+
+
+def test_segmenting_a_head_strips_its_skull(heads, tmp_path, capsys):
+    files = heads["files"]
+    output = tmp_path / "labels.nii.gz"
+    args = [a for m in MODALITIES for a in (f"--{m}", str(files[m]))]
+    assert main(["segment", *args, "-o", str(output), "--no-tta"]) == 0
+    assert "stripped by registering a brain template" in capsys.readouterr().err
+    predicted, image = read_label_map(output, "brats2021", "prediction")
+    reference, _ = read_label_map(files["label"], "brats2021", "reference")
+    scores = region_scores(predicted, reference, image.GetSpacing()[::-1])
+    print({r: round(s["dice"], 3) for r, s in scores.items()})
+    assert scores["WT"]["dice"] >= 0.80 and scores["TC"]["dice"] >= 0.80
+
+
+def sample_to_scanner(scanner: sitk.Image, stripped: sitk.Image) -> sitk.Transform:
+    """Rigid transform from sample (BraTS space) points to this patient's scanner space, fitted in the brain only."""
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(32)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(0.1, 1)
+    method.SetMetricFixedMask(stripped != 0)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-4, 300, gradientMagnitudeTolerance=1e-7)
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel([4, 2, 1])
+    method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    method.SetInitialTransform(sitk.CenteredTransformInitializer(
+        stripped, scanner, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY), inPlace=False)
+    return method.Execute(stripped, scanner)
+
+
+@pytest.mark.skipif(not RAW_CASE.is_dir(), reason=f"real data absent: {RAW_CASE} (see ../shared/data/PROVENANCE.md)")
+def test_scanner_native_case_is_segmented_after_skull_stripping(sample):
+    """The sample patient as acquired (skull on, 5.5 mm slices, series not aligned) against its consensus label."""
+    raw = {m: str(next(iter(glob.glob(str(RAW_CASE / pattern)))))
+           for m, pattern in (("t1", "T1_AX_*_t1.nii.gz"), ("t1c", "*POST_GAD*.nii.gz"),
+                              ("t2", "*_T2_AX_*.nii.gz"), ("flair", "*FLAIR*.nii.gz"))}
+    t1c = sitk.ReadImage(raw["t1c"], sitk.sitkFloat32)
+    stripped = sitk.ReadImage(str(sample["t1c"]), sitk.sitkFloat32)
+    raw_to_sample = sample_to_scanner(t1c, stripped).GetInverse()
+    images = {m: sitk.ReadImage(p, sitk.sitkFloat32) for m, p in raw.items()}
+    settings = SegmentationSettings(PreprocessSettings(register=True))
+    preprocessor = Preprocessor(settings.preprocess)
+    grid, arrays, _ = preprocessor.align(images)
+    brain = preprocessor.brain_mask(grid, arrays)[0]
+    stripped_brain = sitk.Resample(stripped != 0, grid, raw_to_sample, sitk.sitkNearestNeighbor, 0)
+    brain_dice = dice(brain, sitk.GetArrayFromImage(stripped_brain) > 0)
+    labels, report = Pipeline(ModelCard.load(default_model_card()), settings).segment_images(images)
+    reference = sitk.Resample(sitk.ReadImage(str(sample["label"])), labels, raw_to_sample, sitk.sitkNearestNeighbor, 0)
+    scores = region_scores(*(to_internal(sitk.GetArrayFromImage(i).astype(np.int64), "brats2021")
+                             for i in (labels, reference)), labels.GetSpacing()[::-1])
+    print("brain Dice", round(brain_dice, 3), {r: round(s["dice"], 3) for r, s in scores.items()}, report.stage_seconds)
+    assert brain_dice >= 0.9, "against the skull stripping BraTS-Toolkit did for this patient"
+    assert any("stripped by registering" in w for w in report.warnings)
+    assert scores["WT"]["dice"] >= 0.65 and scores["TC"]["dice"] >= 0.75 and scores["ET"]["dice"] >= 0.75
