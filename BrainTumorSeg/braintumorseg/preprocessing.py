@@ -129,7 +129,7 @@ class Preprocessor:
         return reference, arrays, warnings
 
     def brain_mask(self, reference: sitk.Image, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
-        """The non-zero voxels; within them the registered brain template when the skull is to be stripped."""
+        """The foreground voxels; within them the registered brain template when the skull is to be stripped."""
         mask = foreground_mask(arrays)
         stripped = looks_skull_stripped(mask)
         mode = self.settings.skull_strip
@@ -195,7 +195,7 @@ def background_value(array: np.ndarray) -> float:
 
 
 def looks_skull_stripped(mask: np.ndarray) -> bool:
-    """False when the non-zero voxels reach the image border or fill most of the image (the head is there)."""
+    """False when the foreground reaches the image border or fills most of the image (the head is there)."""
     faces = [mask[0], mask[-1], mask[:, 0], mask[:, -1], mask[:, :, 0], mask[:, :, -1]]
     border = np.mean(np.concatenate([f.ravel() for f in faces]))
     return not (border > 0.3 or mask.mean() > 0.6)
