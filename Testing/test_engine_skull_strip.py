@@ -12,6 +12,7 @@ from braintumorseg.benchmark import skull_stripping
 from braintumorseg.brain_extraction import AtlasBrainExtractor
 from braintumorseg.cli import main
 from braintumorseg.errors import InputError
+from braintumorseg.images import mutual_information_registration
 from braintumorseg.labels import to_internal
 from braintumorseg.metrics import read_label_map, region_scores
 from braintumorseg.modelcard import ModelCard
@@ -77,7 +78,8 @@ def test_template_finds_the_brain_inside_a_head(heads):
     mask, warnings = preprocessor.brain_mask(t1, arrays)
     assert off[1] == [NOT_SKULL_STRIPPED] and dice(off[0], heads["brain"]) < 0.7
     score = dice(mask, heads["brain"])
-    print("brain Dice", round(score, 3), "mask mL", mask.sum() * 1.728 / 1000, "truth", heads["brain"].sum() * 1.728 / 1000)
+    print("brain Dice", round(score, 3), "mask mL", mask.sum() * 1.728 / 1000,
+          "truth", heads["brain"].sum() * 1.728 / 1000)
     assert score >= 0.93
     assert len(warnings) == 1 and "stripped by registering a brain template onto the T1" in warnings[0]
 
@@ -124,17 +126,8 @@ def test_segmenting_a_head_strips_its_skull(heads, tmp_path, capsys):
 
 def sample_to_scanner(scanner: sitk.Image, stripped: sitk.Image) -> sitk.Transform:
     """Rigid transform from sample (BraTS space) points to this patient's scanner space, fitted in the brain only."""
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.1, 1)
+    method = mutual_information_registration(32, 0.1, 1, 300, (4, 2, 1), (2.0, 1.0, 0.0), gradient_tolerance=1e-7)
     method.SetMetricFixedMask(stripped != 0)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-4, 300, gradientMagnitudeTolerance=1e-7)
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([4, 2, 1])
-    method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     method.SetInitialTransform(sitk.CenteredTransformInitializer(
         stripped, scanner, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY), inPlace=False)
     return method.Execute(stripped, scanner)

@@ -70,8 +70,8 @@ def engine_command(request: EngineRequest, python: str | os.PathLike) -> list[st
         command += [f"--{modality}", str(path)]
     options = request.options
     command += ["--output", str(request.output), "--report", str(request.report), "--model", str(options.model),
-                "--device", options.device, "--skull-strip", options.skull_strip, "--min-cluster-ml", repr(float(options.min_cluster_ml)),
-                "--json-progress"]
+                "--device", options.device, "--skull-strip", options.skull_strip,
+                "--min-cluster-ml", repr(float(options.min_cluster_ml)), "--json-progress"]
     if not options.bias_correction:
         command.append("--no-bias-correction")
     if options.register:

@@ -149,9 +149,10 @@ def skull_stripping(modality: str = "t1") -> dict:
     brain = AtlasBrainExtractor().mask(image)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+    dice = 2.0 * float((brain & stripped).sum()) / float(brain.sum() + stripped.sum())
     return {"modality": modality, "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3),
-            "brain_ml": round(float(brain.sum()) * voxel_ml, 1), "sample_brain_ml": round(float(stripped.sum()) * voxel_ml, 1),
-            "dice_against_sample_mask": round(2.0 * float((brain & stripped).sum()) / float(brain.sum() + stripped.sum()), 4)}
+            "brain_ml": round(float(brain.sum()) * voxel_ml, 1),
+            "sample_brain_ml": round(float(stripped.sum()) * voxel_ml, 1), "dice_against_sample_mask": round(dice, 4)}
 
 
 def environment() -> dict:

@@ -8,6 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .images import mutual_information_registration
 from .resources import BRAIN_TEMPLATE
 
 SKULL_STRIP_MODES = ("auto", "on", "off")
@@ -43,13 +44,14 @@ class AtlasBrainExtractor:
                              "reinstall BrainTumorSeg, or give skull-stripped inputs with skull stripping off.")
         self.template = sitk.Cast(sitk.ReadImage(str(template_path)), sitk.sitkFloat32)
         self.template_brain = sitk.BinaryFillhole(sitk.BinaryMorphologicalClosing(self.template > 0, [2] * 3))
+        # Where the metric is sampled, and each template voxel's distance (mm) outside its brain.
+        self.sampled = sitk.BinaryDilate(self.template_brain, [3] * 3)
+        self.distance = sitk.SignedMaurerDistanceMap(self.template_brain, insideIsPositive=False,
+                                                     squaredDistance=False, useImageSpacing=True)
 
     def mask(self, image: sitk.Image) -> np.ndarray:
         """The brain as a boolean (z, y, x) array on the image's grid."""
-        transform = self.register(image)
-        grown = sitk.SignedMaurerDistanceMap(self.template_brain, insideIsPositive=False,
-                                             squaredDistance=False, useImageSpacing=True)
-        moved = sitk.Resample(grown, image, transform, sitk.sitkLinear, 1e6, sitk.sitkFloat32)
+        moved = sitk.Resample(self.distance, image, self.register(image), sitk.sitkLinear, 1e6, sitk.sitkFloat32)
         brain = sitk.GetArrayFromImage(moved) <= self.settings.margin_mm
         volume_ml = brain.sum() * float(np.prod(image.GetSpacing())) / 1000.0
         low, high = PLAUSIBLE_BRAIN_ML
@@ -66,34 +68,23 @@ class AtlasBrainExtractor:
         start = sitk.Similarity3DTransform(sitk.CenteredTransformInitializer(
             head, sitk.Cast(self.template_brain, sitk.sitkFloat32), sitk.Similarity3DTransform(),
             sitk.CenteredTransformInitializerFilter.MOMENTS))
-        where = sitk.BinaryDilate(self.template_brain, [3] * 3)
         try:
-            self._optimize(case, where, start, smoothing_mm=(4.0, 2.0))
+            self._optimize(case, start, smoothing_mm=(4.0, 2.0))
             affine = sitk.AffineTransform(3)
             affine.SetCenter(start.GetCenter())
             affine.SetMatrix(start.GetMatrix())
             affine.SetTranslation(start.GetTranslation())
-            self._optimize(case, where, affine, smoothing_mm=(2.0, 1.0))
+            self._optimize(case, affine, smoothing_mm=(2.0, 1.0))
         except RuntimeError as error:
             raise InputError(f"skull stripping failed ({error}). Strip the skull with another tool "
                              "(e.g. HD-BET) and run with skull stripping off.") from None
         return affine
 
-    def _optimize(self, case: sitk.Image, where: sitk.Image, transform: sitk.Transform,
-                  smoothing_mm: tuple[float, float]) -> None:
-        method = sitk.ImageRegistrationMethod()
-        method.SetMetricAsMattesMutualInformation(self.settings.histogram_bins)
-        method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(self.settings.sampling_fraction, self.settings.seed)
-        method.SetMetricMovingMask(where)
-        method.SetInterpolator(sitk.sitkLinear)
-        method.SetOptimizerAsRegularStepGradientDescent(
-            learningRate=1.0, minStep=1e-4, numberOfIterations=self.settings.iterations,
-            gradientMagnitudeTolerance=1e-7)
-        method.SetOptimizerScalesFromPhysicalShift()
-        method.SetShrinkFactorsPerLevel([2, 1])
-        method.SetSmoothingSigmasPerLevel(list(smoothing_mm))
-        method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    def _optimize(self, case: sitk.Image, transform: sitk.Transform, smoothing_mm: tuple[float, float]) -> None:
+        settings = self.settings
+        method = mutual_information_registration(settings.histogram_bins, settings.sampling_fraction, settings.seed,
+                                                 settings.iterations, (2, 1), smoothing_mm, gradient_tolerance=1e-7)
+        method.SetMetricMovingMask(self.sampled)
         method.SetInitialTransform(transform, inPlace=True)
         method.Execute(case, self.template)
 

@@ -75,6 +75,7 @@ class Preprocessor:
         self.settings = settings
         self.normalization = normalization
         self.bias_corrector = BiasCorrector(settings.bias)
+        self._brain_extractor: AtlasBrainExtractor | None = None  # loaded for the first case that needs it
         if settings.skull_strip not in SKULL_STRIP_MODES:
             raise InputError(f"unknown skull stripping '{settings.skull_strip}'; use {', '.join(SKULL_STRIP_MODES)}.")
 
@@ -138,7 +139,9 @@ class Preprocessor:
         modality = next(m for m in TEMPLATE_LIKE if m in arrays)
         image = sitk.GetImageFromArray(arrays[modality])
         image.CopyInformation(reference)
-        mask &= AtlasBrainExtractor(self.settings.brain_extraction).mask(image)
+        if self._brain_extractor is None:
+            self._brain_extractor = AtlasBrainExtractor(self.settings.brain_extraction)
+        mask &= self._brain_extractor.mask(image)
         if mode == "on":
             return mask, []
         return mask, [f"the inputs were not skull-stripped: the skull was stripped by registering a brain template "
