@@ -94,6 +94,44 @@ def test_loader_workers_train_on_the_same_batches(run, prepared):
     assert set(one) == set(two) and all(torch.equal(one[k], two[k]) for k in one)
 
 
+def test_pack_and_unpack_carry_the_cache_in_parts(prepared, capsys):
+    """8-bit parts unpacked one at a time: exact regions, images within the printed error, and it trains."""
+    cache, packed, copy = prepared / "cache", prepared / "packed", prepared / "cache-copy"
+    assert main(["pack", "--cache", str(cache), "--out", str(packed), "--parts", "2"]) == 0
+    printed = capsys.readouterr().out
+    largest = float(re.search(r"largest quantization error ([0-9.]+)", printed).group(1))
+    parts = sorted(packed.glob("part-*-of-2.tar.xz"))
+    assert len(parts) == 2 and 0 < largest < 0.05
+    assert main(["unpack", str(parts[0]), "--cache", str(copy)]) == 0
+    assert "2 of 3 cases" in capsys.readouterr().out and not (copy / "manifest.json").exists()
+    assert main(["unpack", str(parts[1]), "--cache", str(copy)]) == 0
+    assert "3 cases unpacked" in capsys.readouterr().out
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert json.loads((copy / "manifest.json").read_text()) == manifest
+    worst = 0.0
+    for entry in manifest["cases"]:
+        with np.load(cache / entry["file"]) as one, np.load(copy / entry["file"]) as two:
+            assert set(one) == set(two) and two["image"].dtype == np.float16
+            for key in ("regions", "channels", "regions_present"):
+                assert np.array_equal(one[key], two[key]) and one[key].dtype == two[key].dtype
+            error = np.abs(one["image"].astype(np.float32) - two["image"].astype(np.float32))
+            span = one["image"].max() - one["image"].min()
+            assert error.max() <= span / 510 + 2e-3 * np.abs(one["image"]).max()
+            worst = max(worst, float(error.max()))
+    assert worst == pytest.approx(largest, abs=0.002)
+    meta = train(tiny(prepared, "from-unpacked", cache=str(copy), steps=2))
+    assert meta["step"] == 2
+
+
+def test_pack_and_unpack_refuse_what_they_cannot_use(prepared, capsys):
+    assert main(["pack", "--cache", str(prepared / "data"), "--out", str(prepared / "x")]) == 2
+    assert "is not a prepared cache" in capsys.readouterr().out
+    assert main(["pack", "--cache", str(prepared / "cache"), "--out", str(prepared / "x"), "--parts", "0"]) == 2
+    assert "--parts is a number of files (1 or more), not 0" in capsys.readouterr().out
+    assert main(["unpack", str(prepared / "cache" / "manifest.json"), "--cache", str(prepared / "x")]) == 2
+    assert "is not a part written by `python -m training pack`" in capsys.readouterr().out
+
+
 def test_export_and_the_engine_segments_with_it(run, prepared):
     out = prepared / "model"
     assert main(["export", "--run", str(run), "--out", str(out), "--version", "0.0.1",

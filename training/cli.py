@@ -29,6 +29,15 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--splits", type=Path,
                          help="JSON with a 'validation' list: those cases are not used to learn Nyúl landmarks")
 
+    pack = commands.add_parser("pack", help="pack a cache into 8-bit xz parts to send to another machine")
+    pack.add_argument("--cache", type=Path, required=True, help="the --cache folder of prepare")
+    pack.add_argument("--out", type=Path, required=True, help="folder for part-K-of-N.tar.xz")
+    pack.add_argument("--parts", type=int, default=1, help="how many files (to fit a transfer limit)")
+    unpack = commands.add_parser("unpack", help="unpack parts written by pack into a cache")
+    unpack.add_argument("parts", nargs="+", type=Path,
+                        help="part-K-of-N.tar.xz files (all, or some now, the rest later)")
+    unpack.add_argument("--cache", type=Path, required=True, help="the cache folder to fill")
+
     for name, text in (("train", "train or resume a model"), ("finetune", "train starting from existing weights")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--cache", required=True)
@@ -122,6 +131,25 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pack(args: argparse.Namespace) -> int:
+    from .transfer import PackSettings, pack_cache
+    paths, largest = pack_cache(PackSettings(args.cache, args.out, args.parts))
+    for path in paths:
+        print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    print(f"largest quantization error {largest:.3f} (image units: z-score for a z-scored cache)")
+    return 0
+
+
+def _unpack(args: argparse.Namespace) -> int:
+    from .transfer import unpack_parts
+    present, total = unpack_parts(args.parts, args.cache)
+    if present < total:
+        print(f"{present} of {total} cases in {args.cache}; unpack the other parts into it to finish the cache.")
+    else:
+        print(f"{total} cases unpacked: {args.cache} is ready to train on.")
+    return 0
+
+
 def _benchmark(args: argparse.Namespace) -> int:
     from .benchmark import BenchmarkSettings, run_benchmark
     run_benchmark(BenchmarkSettings(args.batch_size, args.patch, args.init_filters, args.steps,
@@ -175,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in ("train", "finetune"):
             return _train(args)
-        return {"export": _export, "evaluate": _evaluate, "benchmark": _benchmark}[args.command](args)
+        return {"export": _export, "evaluate": _evaluate, "benchmark": _benchmark, "pack": _pack,
+                "unpack": _unpack}[args.command](args)
     except InputError as error:
         print(f"error: {error}")
         return 2
