@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -121,6 +122,14 @@ def test_pack_and_unpack_carry_the_cache_in_parts(prepared, capsys):
     assert worst == pytest.approx(largest, abs=0.002)
     meta = train(tiny(prepared, "from-unpacked", cache=str(copy), steps=2))
     assert meta["step"] == 2
+    other = prepared / "cache-other"
+    shutil.copytree(cache, other)
+    (other / "manifest.json").write_text(json.dumps(dict(manifest, spacing=5.0)))
+    assert main(["pack", "--cache", str(other), "--out", str(prepared / "packed-other")]) == 0
+    before = {f.name: f.read_bytes() for f in copy.iterdir()}
+    assert main(["unpack", str(prepared / "packed-other" / "part-1-of-1.tar.xz"), "--cache", str(copy)]) == 2
+    assert "belongs to another cache" in capsys.readouterr().out
+    assert {f.name: f.read_bytes() for f in copy.iterdir()} == before
 
 
 def test_pack_and_unpack_refuse_what_they_cannot_use(prepared, capsys):
@@ -130,6 +139,11 @@ def test_pack_and_unpack_refuse_what_they_cannot_use(prepared, capsys):
     assert "--parts is a number of files (1 or more), not 0" in capsys.readouterr().out
     assert main(["unpack", str(prepared / "cache" / "manifest.json"), "--cache", str(prepared / "x")]) == 2
     assert "is not a part written by `python -m training pack`" in capsys.readouterr().out
+    assert main(["pack", "--cache", str(prepared / "cache"), "--out", str(prepared / "whole")]) == 0
+    part = prepared / "whole" / "part-1-of-1.tar.xz"
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    assert main(["unpack", str(part), "--cache", str(prepared / "x")]) == 2
+    assert "or it is damaged" in capsys.readouterr().out and not (prepared / "x" / "manifest.json").exists()
 
 
 def test_export_and_the_engine_segments_with_it(run, prepared):

@@ -94,6 +94,35 @@ def pack_cache(settings: PackSettings) -> tuple[list[Path], float]:
     return paths, largest
 
 
+def _unpack_part(part: Path, cache: Path, expected: dict[str, Any]) -> dict[str, Any]:
+    """Write the cases of one part into `cache`; returns the manifest it carries.
+
+    A part whose manifest differs from `expected` (when given) is refused before anything is written.
+    """
+    not_a_part = f"{part} is not a part written by `python -m training pack`"
+    try:
+        with tarfile.open(part, mode="r:xz") as tar:
+            members = {m.name: m for m in tar.getmembers() if m.isfile()}
+            if MANIFEST not in members:
+                raise InputError(f"{not_a_part} (it holds no {MANIFEST}).")
+            manifest = json.loads(tar.extractfile(members.pop(MANIFEST)).read())
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("cases"), list):
+                raise InputError(f"{not_a_part} (its {MANIFEST} lists no cases).")
+            if expected and manifest != expected:
+                raise InputError(f"{part} belongs to another cache than the one in {cache} or the parts "
+                                 "before it: unpack each cache's parts into their own folder.")
+            for name, member in members.items():
+                with np.load(io.BytesIO(tar.extractfile(member).read())) as data:
+                    shape = tuple(int(n) for n in data["regions_shape"])
+                    regions = np.unpackbits(data["regions"], count=int(np.prod(shape))).reshape(shape)
+                    arrays = {"image": dequantize(data["codes"], data["low"], data["step"]), "regions": regions,
+                              "channels": data["channels"], "regions_present": data["regions_present"]}
+                write_bytes_atomic(_npz_bytes(**arrays), cache / Path(name).name)
+    except (OSError, tarfile.TarError, EOFError, KeyError, TypeError, ValueError) as error:
+        raise InputError(f"{not_a_part} or it is damaged ({error}); pack the cache again.") from None
+    return manifest
+
+
 def unpack_parts(parts: list[Path], cache: Path) -> tuple[int, int]:
     """Unpack parts into `cache`; returns (cases now there, cases in the manifest).
 
@@ -102,28 +131,10 @@ def unpack_parts(parts: list[Path], cache: Path) -> tuple[int, int]:
     """
     if not parts:
         raise InputError("give the part files to unpack (part-K-of-N.tar.xz).")
-    manifest: dict[str, Any] = {}
+    existing = cache / MANIFEST
+    manifest: dict[str, Any] = json.loads(existing.read_text()) if existing.is_file() else {}
     for part in parts:
-        if not part.is_file() or not tarfile.is_tarfile(part):
-            raise InputError(f"{part} is not a part written by `python -m training pack`.")
-        with tarfile.open(part, mode="r:xz") as tar:
-            names = tar.getnames()
-            if MANIFEST not in names:
-                raise InputError(f"{part} holds no {MANIFEST}: it is not a part written by `python -m training pack`.")
-            this = json.loads(tar.extractfile(MANIFEST).read())
-            if manifest and this != manifest:
-                raise InputError(f"{part} belongs to another packed cache than {parts[0]}: unpack each cache's "
-                                 "parts into their own folder.")
-            manifest = this
-            for name in names:
-                if name == MANIFEST:
-                    continue
-                with np.load(io.BytesIO(tar.extractfile(name).read())) as data:
-                    shape = tuple(int(n) for n in data["regions_shape"])
-                    regions = np.unpackbits(data["regions"], count=int(np.prod(shape))).reshape(shape)
-                    arrays = {"image": dequantize(data["codes"], data["low"], data["step"]), "regions": regions,
-                              "channels": data["channels"], "regions_present": data["regions_present"]}
-                write_bytes_atomic(_npz_bytes(**arrays), cache / Path(name).name)
+        manifest = _unpack_part(part, cache, manifest)
     files = [entry["file"] for entry in manifest["cases"]]
     present = sum((cache / name).is_file() for name in files)
     if present == len(files):
