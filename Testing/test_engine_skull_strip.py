@@ -14,7 +14,7 @@ from braintumorseg.cli import main
 from braintumorseg.errors import InputError
 from braintumorseg.images import mutual_information_registration
 from braintumorseg.labels import to_internal
-from braintumorseg.metrics import read_label_map, region_scores
+from braintumorseg.metrics import dice, read_label_map, region_scores
 from braintumorseg.modelcard import ModelCard
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 from braintumorseg.preprocessing import NOT_SKULL_STRIPPED, PreprocessSettings, Preprocessor, foreground_mask
@@ -25,10 +25,6 @@ MODALITIES = ("t1", "t1c", "t2", "flair")
 # (inner mm, outer mm, share of the median brain intensity): CSF, bone, scalp around the brain.
 HEAD_SHELLS = ((0.0, 3.0, 0.15), (3.0, 8.0, 0.05), (8.0, 14.0, 1.4))
 RAW_CASE = SHARED_DATA / "clinical_raw" / "TCGA-FG-6692_raw_native"
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
 
 
 def with_head(image: sitk.Image, brain: sitk.Image, seed: int) -> sitk.Image:

@@ -10,16 +10,15 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from braintumorseg.brain_extraction import isotropic
+
 OUTPUT = Path(__file__).resolve().parents[1] / "BrainTumorSeg/Resources/Templates/mni_icbm152_2009a_t1_brain_2mm.nii.gz"
 SPACING_MM = 2.0
 
 
 def main(source: str) -> None:
     t1 = sitk.Cast(sitk.ReadImage(source), sitk.sitkFloat32)
-    size = [int(round(n * s / SPACING_MM)) for n, s in zip(t1.GetSize(), t1.GetSpacing())]
-    smooth = sitk.SmoothingRecursiveGaussian(t1, SPACING_MM / 2)
-    small = sitk.Resample(smooth, size, sitk.Transform(), sitk.sitkLinear, t1.GetOrigin(),
-                          [SPACING_MM] * 3, t1.GetDirection(), 0.0, sitk.sitkFloat32)
+    small = isotropic(sitk.SmoothingRecursiveGaussian(t1, SPACING_MM / 2), SPACING_MM)
     small = sitk.Mask(small, sitk.Resample(t1, small, sitk.Transform(), sitk.sitkNearestNeighbor) > 0)
     sitk.WriteImage(sitk.Cast(sitk.RescaleIntensity(small, 0, 255), sitk.sitkUInt8), str(OUTPUT), True)
     print(f"wrote {OUTPUT} ({OUTPUT.stat().st_size // 1024} KiB, size {small.GetSize()})")

@@ -37,7 +37,7 @@ from .brain_extraction import AtlasBrainExtractor
 from .errors import InputError
 from .images import read_image, write_text_atomic
 from .inference import Segmenter
-from .metrics import region_scores
+from .metrics import dice, region_scores
 from .modelcard import ModelCard
 from .pipeline import Pipeline, SegmentationSettings, model_input_for_case
 from .postprocessing import classes_from_probabilities
@@ -149,10 +149,10 @@ def skull_stripping(modality: str = "t1") -> dict:
     brain = AtlasBrainExtractor().mask(image)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
-    dice = 2.0 * float((brain & stripped).sum()) / float(brain.sum() + stripped.sum())
     return {"modality": modality, "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3),
             "brain_ml": round(float(brain.sum()) * voxel_ml, 1),
-            "sample_brain_ml": round(float(stripped.sum()) * voxel_ml, 1), "dice_against_sample_mask": round(dice, 4)}
+            "sample_brain_ml": round(float(stripped.sum()) * voxel_ml, 1),
+            "dice_against_sample_mask": round(dice(brain, stripped), 4)}
 
 
 def environment() -> dict:
@@ -178,10 +178,10 @@ def print_results(results: dict) -> None:
     print(f"peak RSS: {e2e['peak_rss_mb']:.0f} MiB")
     net = results["network_precision"]
     if net["precision"] != "float32":
-        dice = ", ".join(f"{r} {d:.4f}" for r, d in net["dice_against_float32"].items())
+        agreement = ", ".join(f"{r} {d:.4f}" for r, d in net["dice_against_float32"].items())
         print(f"network on the model grid: float32 {net['float32_seconds']:.2f} s, {net['precision']} "
               f"{net['seconds']:.2f} s ({net['speedup']}x); largest probability difference "
-              f"{net['max_probability_difference']:.4f}; label Dice against float32: {dice}")
+              f"{net['max_probability_difference']:.4f}; label Dice against float32: {agreement}")
     else:
         print("network precision: float32 only (no reduced precision that this device runs natively)")
     strip = results["skull_stripping"]
