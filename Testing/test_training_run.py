@@ -65,6 +65,10 @@ def test_training_writes_checkpoints_log_and_curves(run):
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     assert all(np.isfinite(float(r["loss"])) for r in rows) and rows[1]["all/WT"] and not rows[0]["all/WT"]
     assert (run / "best.safetensors").is_file() and (run / "curves.png").stat().st_size > 1000
+    best = json.loads((run / "best.json").read_text())
+    row = rows[best["step"] - 1]
+    assert best["last_metrics"] == best["best_metrics"]  # the metrics of the step it holds
+    assert row["all/WT"] == f"{best['best_metrics']['all/WT']:.4f}"
 
 
 def test_resume_gives_the_same_state_as_one_run(run, prepared):

@@ -250,10 +250,10 @@ def train(config: TrainConfig, until: int = 0) -> dict:
         if step % config.val_every == 0 or step == config.steps:
             metrics = validate(core, val_cases, device, amp) if val_cases else {}
             row.update({k: f"{v:.4f}" for k, v in metrics.items()})
+            meta["last_metrics"] = metrics
             if metrics and selection_score(metrics) > meta["best_score"]:
                 meta.update(best_score=selection_score(metrics), best_step=step, best_metrics=metrics)
                 save_checkpoint(out / "best", core, optimizer, dict(meta, step=step))
-            meta["last_metrics"] = metrics
             print(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()), flush=True)
         with log_path.open("a", newline="") as handle:
             csv.DictWriter(handle, fields).writerow(row)
