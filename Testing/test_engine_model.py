@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from braintumorseg.errors import InputError
-from braintumorseg.inference import InferenceSettings, Segmenter, cpu_has_native_bfloat16, pad_to_multiple
+from braintumorseg.inference import (MIRRORS, InferenceSettings, Segmenter, cpu_has_native_bfloat16, pad_to_multiple,
+                                     tta_plan)
 from braintumorseg.labels import (CONVENTIONS, ED, ET, NCR, from_internal, internal_from_regions,
                                   regions_from_internal, to_internal)
 from braintumorseg.modelcard import ModelCard, load_model
@@ -71,6 +73,43 @@ def test_segmenter_returns_region_probabilities_with_tta(tiny_card):
     probabilities = segmenter.predict(volume)
     assert probabilities.shape == (3, 13, 17, 11)
     assert probabilities.min() >= 0 and probabilities.max() <= 1
+
+
+CHANNELS = ["t1", "t1c", "t2", "flair"]
+
+
+def test_tta_averages_the_whole_tumour_over_the_subsets_that_keep_flair():
+    passes, weights = tta_plan((0, 1, 2, 3), CHANNELS)
+    given = [p for p in passes if p.channels == (0, 1, 2, 3)]
+    others = [p.channels for p in passes if p.channels != (0, 1, 2, 3)]
+    assert len(passes) == 12 and [p.flip for p in given] == MIRRORS[:5]
+    assert len(set(others)) == len(others) == 7 and all(3 in s for s in others)  # FLAIR kept in each
+    assert np.allclose(weights.sum(axis=0), 1)
+    assert np.allclose(weights[:5], [[1 / 40, 1 / 5, 1 / 5]]) and np.allclose(weights[5:], [[1 / 8, 0, 0]])
+    passes, weights = tta_plan((1, 3), CHANNELS)  # FLAIR + T1Gd: the pair in 7 mirrors, FLAIR alone once
+    assert [p.channels for p in passes] == [(1, 3)] * 7 + [(3,)] and [p.flip for p in passes] == MIRRORS
+    assert np.allclose(weights[:7], [[1 / 14, 1 / 7, 1 / 7]]) and np.allclose(weights[7], [0.5, 0, 0])
+
+
+@pytest.mark.parametrize("present, with_subsets", [((3,), True), ((0, 2), True), ((0, 1, 2, 3), False)])
+def test_tta_without_a_choice_of_subsets_is_the_eight_mirrors(present, with_subsets):
+    passes, weights = tta_plan(present, CHANNELS, with_subsets)
+    assert all(p.channels == present for p in passes) and [p.flip for p in passes] == MIRRORS
+    assert np.allclose(weights, 1 / 8)
+
+
+def test_tta_with_flair_alone_is_the_mean_of_the_mirrored_passes(tiny_card):
+    """Zero channels count as not given, so FLAIR alone gets its 8 mirrors, flipped back and averaged."""
+    segmenter = Segmenter(replace(tiny_card, subset_tta=True), InferenceSettings(device="cpu", tta=True, amp=False))
+    volume = np.zeros((4, 16, 16, 16), np.float32)
+    volume[3] = np.random.default_rng(3).normal(size=(16, 16, 16))
+    x = torch.from_numpy(volume)[None]
+    with torch.inference_mode():
+        expected = torch.stack([torch.sigmoid(segmenter.network(x.flip([a + 1 for a in axes]))).flip(
+            [a + 1 for a in axes])[0] for axes in MIRRORS]).mean(0).numpy()
+    assert np.abs(segmenter.predict(volume) - expected).max() < 1e-5
+    volume[1] = 1.0  # with T1Gd given as well, 7 passes hold it and WT also averages FLAIR alone
+    assert np.abs(segmenter.predict(volume) - expected).max() > 1e-4
 
 
 def test_reduced_precision_runs_where_the_cpu_has_native_bfloat16(tiny_card):

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 from training_synthetic import small_training_set
 
+from braintumorseg import __version__
 from braintumorseg.inference import cpu_has_native_bfloat16
 from braintumorseg.modelcard import ModelCard, load_model, sha256_of
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
@@ -157,6 +158,7 @@ def test_export_and_the_engine_segments_with_it(run, prepared):
     card = ModelCard.load(out / "model.json")
     assert card.sha256 == sha256_of(out / "model.safetensors")
     assert card.spacing == [4.0, 4.0, 4.0] and card.divisible_by == 8 and card.roi_size == [128] * 3
+    assert card.subset_tta  # trained with modality dropout, so TTA may zero sequences
     assert card.training["training_cases"] == 2 and card.training["validation_cases"] == [VALIDATION]
     assert card.training["by_source"]["data"]["regions"] == {"WT+TC+ET": 2, "WT": 1}
     assert card.training["steps"] == 4 and card.metrics["validation_model_grid_dice"]
@@ -245,8 +247,9 @@ def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys
     assert means["flair"]["WT"]["dice_mean"] == pytest.approx(np.mean(flair), abs=1e-4)
     assert "| flair+t1c |" in (out / "means.md").read_text()
     precision = "bfloat16" if cpu_has_native_bfloat16() else "float32"
-    assert json.loads((out / "means.json").read_text())["pipeline"] == {"bias_correction": False, "tta": True,
-                                                                        "min_cluster_ml": 0.1, "precision": precision}
+    assert json.loads((out / "means.json").read_text())["pipeline"] == {"engine": __version__,
+                                                                     "bias_correction": False, "tta": True,
+                                                                     "min_cluster_ml": 0.1, "precision": precision}
     carded = prepared / "model-evaluated"
     assert main(["export", "--run", str(run), "--out", str(carded), "--checkpoint", "checkpoint",
                  "--evaluation", str(out)]) == 0

@@ -91,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-bias-correction", action="store_true")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                          help="mirror test-time augmentation, as the engine does by default")
+                          help="test-time augmentation (mirrors and, where the card allows, subsets), as the engine "
+                               "does by default")
     evaluate.add_argument("--fp32", action="store_true",
                           help="run the network in float32 (default: the engine's reduced precision where native)")
 

@@ -19,6 +19,7 @@ from braintumorseg.labels import ED, REGIONS, to_internal
 from braintumorseg.metrics import region_scores
 from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES
 from braintumorseg.modelcard import ModelCard
+from braintumorseg import __version__
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 
 from .discovery import WHOLE_TUMOUR_ONLY, LabelledCase, labelled_cases
@@ -156,7 +157,7 @@ def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
     segmentation = settings.segmentation
     result = {"model": f"{card.name} {card.version}", "sha256": card.sha256, "means": table,
               "cases": sorted({r["case"] for r in rows}),
-              "pipeline": {"bias_correction": segmentation.preprocess.bias_correction,
+              "pipeline": {"engine": __version__, "bias_correction": segmentation.preprocess.bias_correction,
                            "tta": segmentation.inference.tta,
                            "min_cluster_ml": segmentation.postprocess.min_cluster_ml,
                            "precision": ", ".join(sorted(precisions))}}

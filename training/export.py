@@ -147,7 +147,8 @@ def export_run(settings: ExportSettings) -> ModelCard:
         channels=list(manifest.get("channels", MODALITIES)), missing_channels="zero",
         spacing=[float(manifest["spacing"])] * 3,
         normalization=NormalizationSpec(normalization["method"], normalization.get("landmarks", {})),
-        regions=list(REGIONS), divisible_by=multiple, roi_size=[roi] * 3, description=settings.description,
+        regions=list(REGIONS), subset_tta=config.modality_dropout > 0, divisible_by=multiple, roi_size=[roi] * 3,
+        description=settings.description,
         license=settings.license, training=training,
         metrics={"validation_model_grid_dice": metrics, "step": selection["selected_step"],
                  "note": f"Dice of {weights} on the {manifest['spacing']} mm model grid of the validation "

@@ -36,7 +36,7 @@ from .bias import BiasCorrector
 from .brain_extraction import AtlasBrainExtractor
 from .errors import InputError
 from .images import read_image, write_text_atomic
-from .inference import Segmenter
+from .inference import Segmenter, tta_plan
 from .metrics import dice, region_scores
 from .modelcard import ModelCard
 from .pipeline import Pipeline, SegmentationSettings, model_input_for_case
@@ -167,7 +167,7 @@ def print_results(results: dict) -> None:
     e2e = results["end_to_end"]
     env = results["environment"]
     print(f"BrainTumorSeg benchmark: sample case TCGA-FG-6692, model {results['model']}, device {e2e['device']}, "
-          f"TTA {'on (8 passes)' if results['tta'] else 'off'}")
+          f"TTA {'on' if results['tta'] else 'off'}, network passes {results['passes']}")
     print(f"  {env['cpu_count']} CPUs, torch threads {env['torch_threads']}, ITK threads {env['itk_threads']}, "
           f"load average {env['load_average_1min']} (other processes slow every number down)")
     print(f"  {'stage':<20} {'wall s':>8} {'CPU s':>8}   (CPU: all threads of this process)")
@@ -220,7 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         card = ModelCard.load(args.model or default_model_card())
         settings = SegmentationSettings()
         settings = replace(settings, inference=replace(settings.inference, device=args.device, tta=args.tta))
-        results = {"model": f"{card.name} {card.version}", "tta": args.tta, "environment": environment(),
+        passes = len(tta_plan(tuple(range(len(card.channels))), list(card.channels), card.subset_tta)[0]) \
+            if args.tta else 1
+        results = {"model": f"{card.name} {card.version}", "tta": args.tta, "passes": passes,
+                   "environment": environment(),
                    "end_to_end": end_to_end(card, settings)}
         results["network_precision"] = precision_comparison(card, settings)
         results["skull_stripping"] = skull_stripping()

@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="strip the skull by registering a brain template (MNI ICBM152) onto the case; auto = "
                           "only when the inputs show the head (default: auto)")
     run.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                     help="average 8 mirrored passes of the network (default: on; --no-tta is faster)")
+                     help="average mirrored passes of the network, and for the whole tumour passes with "
+                          "the subsets of the sequences that keep FLAIR (default: on; --no-tta is faster)")
     run.add_argument("--fp32", action="store_true",
                      help="run the network in float32 (default: float16 on CUDA, bfloat16 on a CPU that computes "
                           "it natively, about twice as fast; labels differ in a few boundary voxels)")

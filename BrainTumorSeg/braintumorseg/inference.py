@@ -1,4 +1,4 @@
-"""Running the network: device choice, precision, one pass or sliding window, mirror TTA, out-of-memory fallback."""
+"""Running the network: device choice, precision, one pass or sliding window, TTA, out-of-memory fallback."""
 
 from __future__ import annotations
 
@@ -12,10 +12,16 @@ import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 
 from .errors import InputError
+from .labels import REGIONS
 from .modelcard import ModelCard, load_model
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MIN_ROI = 32
+MIRRORS = [()] + [axes for n in (1, 2, 3) for axes in itertools.combinations((1, 2, 3), n)]
+# The whole tumour is read from FLAIR hyperintensity: for a model card with `subset_tta` (a model trained
+# with modality dropout), TTA also averages it over the subsets of the given sequences that keep FLAIR.
+WT_KEY = "flair"
+MIN_GIVEN_MIRRORS = 5  # the given set keeps 5 of the 8 mirrors beside 7 subsets: 12 passes with all four
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,7 @@ class InferenceSettings:
     """Where and how the network runs."""
 
     device: str = "auto"
-    tta: bool = True
+    tta: bool = True  # mirrored passes, and passes with subsets of the given sequences (see `tta_plan`)
     overlap: float = 0.5
     amp: bool = True  # reduced precision where the hardware runs it natively (see `reduced_precision`)
 
@@ -79,6 +85,40 @@ def pad_to_multiple(volume: torch.Tensor, multiple: int) -> tuple[torch.Tensor, 
     return padded, shape
 
 
+@dataclass(frozen=True)
+class Pass:
+    """One forward pass: the channels kept (the others zeroed, as if not given) and the axes mirrored."""
+
+    channels: tuple[int, ...]
+    flip: tuple[int, ...]
+
+
+def wt_subsets(present: tuple[int, ...], key: int | None) -> list[tuple[int, ...]]:
+    """The given channels, then their other subsets that keep the key channel (none without it)."""
+    if key not in present:
+        return [present]
+    return [present] + [s for n in range(len(present) - 1, 0, -1) for s in itertools.combinations(present, n)
+                        if key in s]
+
+
+def tta_plan(present: tuple[int, ...], channels: list[str],
+             with_subsets: bool = True) -> tuple[list[Pass], np.ndarray]:
+    """Passes and their (passes, regions) weights. The given channels run in at least 5 of the 8 mirrors
+    (8 passes in all at least); `with_subsets`, each other subset that keeps FLAIR runs once. TC and ET are
+    the mean of the given channels' passes; WT is the mean over the subsets, each the mean of its passes."""
+    key = channels.index(WT_KEY) if with_subsets and WT_KEY in channels else None
+    subsets = wt_subsets(present, key)
+    given = max(len(MIRRORS) - (len(subsets) - 1), MIN_GIVEN_MIRRORS)
+    order = [present] * given + subsets[1:]
+    passes = [Pass(s, MIRRORS[i % len(MIRRORS)]) for i, s in enumerate(order)]
+    weights = np.zeros((len(passes), len(REGIONS)), np.float32)
+    for row, one in zip(weights, passes):
+        share = 1 / given if one.channels == present else 1.0
+        row[:] = share if one.channels == present else 0.0
+        row[REGIONS.index("WT")] = share / len(subsets)
+    return passes, weights
+
+
 @dataclass
 class Segmenter:
     """A loaded model that turns normalized model-grid channels into region probabilities."""
@@ -98,20 +138,25 @@ class Segmenter:
         return str(compute_dtype(self.device, self.settings.amp)).removeprefix("torch.")
 
     def predict(self, volume: np.ndarray, check: Callable[[], None] = lambda: None) -> np.ndarray:
-        """Region probabilities (regions, z, y, x) for a (channels, z, y, x) model-grid volume."""
+        """Region probabilities (regions, z, y, x) for a (channels, z, y, x) model-grid volume whose
+        missing channels are zero."""
         tensor, shape = pad_to_multiple(torch.from_numpy(np.ascontiguousarray(volume, np.float32)),
                                         self.card.divisible_by)
-        flips = [()] + ([axes for n in (1, 2, 3) for axes in itertools.combinations((1, 2, 3), n)]
-                        if self.settings.tta else [])
-        total = None
-        for axes in flips:
+        present = tuple(i for i in range(tensor.shape[0]) if tensor[i].any())
+        if self.settings.tta:
+            passes, weights = tta_plan(present, list(self.card.channels), self.card.subset_tta)
+        else:
+            passes, weights = [Pass(present, ())], np.ones((1, len(REGIONS)), np.float32)
+        total = torch.zeros((len(REGIONS),) + tuple(tensor.shape[1:]))
+        for one, weight in zip(passes, weights):
             check()
-            x = tensor.flip(axes) if axes else tensor
+            keep = torch.zeros(tensor.shape[0], 1, 1, 1)
+            keep[list(one.channels)] = 1
+            x = (tensor * keep).flip(one.flip) if one.flip else tensor * keep
             probabilities = torch.sigmoid(self._forward_with_fallback(x[None])[0].float())
-            probabilities = probabilities.flip(axes) if axes else probabilities
-            total = probabilities if total is None else total + probabilities
-        mean = total / len(flips)
-        return mean[:, :shape[0], :shape[1], :shape[2]].numpy()
+            probabilities = probabilities.flip(one.flip) if one.flip else probabilities
+            total += torch.from_numpy(weight)[:, None, None, None] * probabilities
+        return total[:, :shape[0], :shape[1], :shape[2]].numpy()
 
     def _forward_with_fallback(self, batch: torch.Tensor) -> torch.Tensor:
         while True:

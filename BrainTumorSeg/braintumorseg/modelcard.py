@@ -36,6 +36,7 @@ class ModelCard:
     normalization: NormalizationSpec = field(default_factory=NormalizationSpec)
     regions: list[str] = field(default_factory=lambda: list(REGIONS))
     threshold: float = 0.5
+    subset_tta: bool = False  # trained with modality dropout: TTA may also average subsets of the sequences
     divisible_by: int = 8
     roi_size: list[int] = field(default_factory=lambda: [128, 128, 128])
     description: str = ""
