@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from braintumorseg import __version__
 from braintumorseg.errors import InputError
 from braintumorseg.images import read_image, resample_to_reference, same_grid, write_text_atomic
 from braintumorseg.labels import ED, REGIONS, to_internal
 from braintumorseg.metrics import region_scores
 from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES
 from braintumorseg.modelcard import ModelCard
-from braintumorseg import __version__
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 
 from .discovery import WHOLE_TUMOUR_ONLY, LabelledCase, labelled_cases

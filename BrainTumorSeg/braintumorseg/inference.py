@@ -112,10 +112,13 @@ def tta_plan(present: tuple[int, ...], channels: list[str],
     order = [present] * given + subsets[1:]
     passes = [Pass(s, MIRRORS[i % len(MIRRORS)]) for i, s in enumerate(order)]
     weights = np.zeros((len(passes), len(REGIONS)), np.float32)
+    wt = REGIONS.index("WT")
     for row, one in zip(weights, passes):
-        share = 1 / given if one.channels == present else 1.0
-        row[:] = share if one.channels == present else 0.0
-        row[REGIONS.index("WT")] = share / len(subsets)
+        if one.channels == present:
+            row[:] = 1 / given
+            row[wt] = 1 / (given * len(subsets))
+        else:
+            row[wt] = 1 / len(subsets)
     return passes, weights
 
 
