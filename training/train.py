@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from braintumorseg.images import write_text_atomic
-from braintumorseg.inference import autocast, pad_to_multiple
+from braintumorseg.inference import autocast, only_channels, pad_to_multiple
 from braintumorseg.labels import REGIONS
 from braintumorseg.network import ArchitectureSpec, build_network
 
@@ -80,9 +80,7 @@ def validate(model: torch.nn.Module, cases: list[CachedCase], device: torch.devi
     for case in cases:
         volume = torch.from_numpy(case.image.astype(np.float32))
         for subset, channels in VALIDATION_SUBSETS.items():
-            keep = torch.zeros(4, 1, 1, 1)
-            keep[list(channels)] = 1
-            padded, shape = pad_to_multiple(volume * keep, 8)
+            padded, shape = pad_to_multiple(only_channels(volume, channels), 8)
             with autocast(device, amp):
                 logits = model(padded[None].to(device))[0].float().cpu()
             prediction = logits[:, :shape[0], :shape[1], :shape[2]] > 0

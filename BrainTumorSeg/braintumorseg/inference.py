@@ -85,6 +85,13 @@ def pad_to_multiple(volume: torch.Tensor, multiple: int) -> tuple[torch.Tensor, 
     return padded, shape
 
 
+def only_channels(volume: torch.Tensor, channels: tuple[int, ...]) -> torch.Tensor:
+    """A (channels, z, y, x) volume with every other channel zeroed: those sequences count as not given."""
+    keep = torch.zeros(volume.shape[0], 1, 1, 1)
+    keep[list(channels)] = 1
+    return volume * keep
+
+
 @dataclass(frozen=True)
 class Pass:
     """One forward pass: the channels kept (the others zeroed, as if not given) and the axes mirrored."""
@@ -153,9 +160,8 @@ class Segmenter:
         total = torch.zeros((len(REGIONS),) + tuple(tensor.shape[1:]))
         for one, weight in zip(passes, weights):
             check()
-            keep = torch.zeros(tensor.shape[0], 1, 1, 1)
-            keep[list(one.channels)] = 1
-            x = (tensor * keep).flip(one.flip) if one.flip else tensor * keep
+            x = only_channels(tensor, one.channels)
+            x = x.flip(one.flip) if one.flip else x
             probabilities = torch.sigmoid(self._forward_with_fallback(x[None])[0].float())
             probabilities = probabilities.flip(one.flip) if one.flip else probabilities
             total += torch.from_numpy(weight)[:, None, None, None] * probabilities
