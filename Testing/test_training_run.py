@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from training_synthetic import small_training_set
 
 from braintumorseg import __version__
+from braintumorseg.errors import InputError
 from braintumorseg.inference import cpu_has_native_bfloat16
 from braintumorseg.modelcard import ModelCard, load_model, sha256_of
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
@@ -279,7 +280,45 @@ def test_bad_inputs_get_one_clear_sentence(run, prepared, capsys):
     assert "--modality-dropout is a share between 0 and 1, not 1.5" in capsys.readouterr().out
     assert main(["train", "--cache", str(prepared / "cache"), "--out", str(prepared / "x"),
                  "--loader-workers", "-1"]) == 2
-    assert "--loader-workers is a number of processes (0 or more), not -1" in capsys.readouterr().out
+    assert "--loader-workers is a whole number of 0 or more, not -1" in capsys.readouterr().out
+
+
+def test_bad_training_settings_are_refused_before_anything_is_written(run, prepared, capsys, tmp_path):
+    """Each mistake gets one sentence naming what to change; no run folder appears, a run is left as it was."""
+    cache, out = str(prepared / "cache"), str(tmp_path / "new")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_text("not tensors")
+    wrong_split = tmp_path / "wrong.json"
+    wrong_split.write_text('{"validation": ["no_such_case"]}')
+    every_case = tmp_path / "every.json"
+    every_case.write_text(json.dumps({"validation": [e["name"] for e in
+                                                    json.loads((prepared / "cache" / "manifest.json").read_text())["cases"]]}))
+    mistakes = {
+        ("train", "--cache", str(prepared / "data"), "--out", out): "is not a prepared cache",
+        ("train", "--cache", cache, "--out", out, "--steps", "0"): "--steps is a whole number of 1 or more, not 0",
+        ("train", "--cache", cache, "--out", out, "--patch", "20"): "--patch must be a multiple of 8",
+        ("train", "--cache", cache, "--out", out, "--lr", "-0.001"): "--lr is a learning rate of 0 or more",
+        ("train", "--cache", cache, "--out", out, "--until", "-1"): "--until is a whole number of 0 or more",
+        ("train", "--cache", cache, "--out", out, "--splits", str(tmp_path / "none.json")): "--splits",
+        ("train", "--cache", cache, "--out", out, "--splits", str(junk)): "is not a splits file",
+        ("train", "--cache", cache, "--out", out, "--splits", str(wrong_split)): "not in the cache",
+        ("train", "--cache", cache, "--out", out, "--splits", str(every_case)): "leave some for training",
+        ("finetune", "--cache", cache, "--out", out, "--weights", str(tmp_path / "none.json")): "not found",
+        ("finetune", "--cache", cache, "--out", out, "--weights", str(junk)): "is not a safetensors file",
+        ("finetune", "--cache", cache, "--out", out, "--weights", str(run / "best.safetensors"),
+         "--init-filters", "16"): "do not fit this run's network (SegResNet, 16 filters)",
+        ("prepare", str(tmp_path / "nowhere"), "--cache", out): "is not a folder",
+        ("evaluate", str(tmp_path / "nowhere"), "--model", str(ROOT / "BrainTumorSeg/Resources/Models/brats-segresnet/model.json"), "--out", out): "is not a folder",
+    }
+    for argv, expected in mistakes.items():
+        assert main(list(argv)) == 2, argv
+        printed = capsys.readouterr().out
+        assert printed.startswith("error: ") and expected in printed and "Traceback" not in printed, (argv, printed)
+        assert not (tmp_path / "new").exists(), argv
+    before = (run / "checkpoint.json").read_text()
+    with pytest.raises(InputError, match=r"started with other settings \(--lr 0.002 there, 0.001 now\)"):
+        train(tiny(prepared, "run", lr=1e-3, threads=1))
+    assert (run / "checkpoint.json").read_text() == before
 
 
 def test_benchmark_times_both_precisions_and_splits_sampling_from_the_network():

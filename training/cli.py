@@ -13,6 +13,20 @@ from braintumorseg.errors import InputError
 from .discovery import labelled_cases
 
 
+def validation_names(splits: Path) -> tuple[str, ...]:
+    """The case names of a --splits file's 'validation' list, or a clear error."""
+    if not splits.is_file():
+        raise InputError(f"--splits {splits} not found; give a JSON file such as training/splits.json.")
+    try:
+        names = json.loads(splits.read_text()).get("validation")
+    except (ValueError, AttributeError):
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError(f"--splits {splits} is not a splits file: it needs a 'validation' list of case names, "
+                         'like {"validation": ["Brats18_CBICA_AOP_1"]}.')
+    return tuple(names)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -160,18 +174,11 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
-    if args.init_filters < 8 or args.init_filters % 8:
-        raise InputError(f"--init-filters must be a multiple of 8 (SegResNet's group norm uses 8 groups), "
-                         f"not {args.init_filters}.")
-    if not 0.0 <= args.modality_dropout <= 1.0:
-        raise InputError(f"--modality-dropout is a share between 0 and 1, not {args.modality_dropout}.")
-    if args.loader_workers < 0:
-        raise InputError(f"--loader-workers is a number of processes (0 or more), not {args.loader_workers}.")
-    validation = json.loads(args.splits.read_text())["validation"] if args.splits else []
+    validation = list(validation_names(args.splits)) if args.splits else []
     init = ""
     if args.command == "finetune":
         init = str(args.weights)
-        if init.endswith(".json"):
+        if init.endswith(".json") and Path(init).is_file():
             from braintumorseg.modelcard import ModelCard
             init = str(ModelCard.load(init).weights_path)
     config = TrainConfig(cache=args.cache, out=args.out, validation=validation, steps=args.steps,
@@ -196,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             cases = labelled_cases(args.roots, set(args.exclude))
             if not cases:
                 raise InputError(f"no labelled case found under {', '.join(map(str, args.roots))}.")
-            held_out = tuple(json.loads(args.splits.read_text())["validation"]) if args.splits else ()
+            held_out = validation_names(args.splits) if args.splits else ()
             settings = PrepareSettings(args.cache, args.spacing, not args.no_bias_correction, args.workers,
                                        args.nyul, held_out)
             entries = prepare(cases, settings)

@@ -6,11 +6,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from monai.transforms import (Compose, RandAdjustContrastd, RandAffined, RandFlipd, RandGaussianNoised,
                               RandGaussianSmoothd, RandScaleIntensityd, RandShiftIntensityd)
+
+from braintumorseg.errors import InputError
+
+MANIFEST = "manifest.json"
 
 # Modality subsets that dropout favours (indices in MODALITIES order t1, t1c, t2, flair).
 FAVOURED_SUBSETS = ((3,), (1, 3), (0, 3), (1,), (2, 3))
@@ -28,10 +33,22 @@ class CachedCase:
     tumour: np.ndarray         # (n, 3) voxel indices of the whole tumour
 
 
+def read_manifest(cache: Path) -> dict[str, Any]:
+    """The cache's manifest, or a clear error if the folder is not a prepared cache."""
+    path = Path(cache) / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{cache} is not a prepared cache (no {MANIFEST}); give the --cache folder of "
+                         "`python -m training prepare`.")
+    return json.loads(path.read_text())
+
+
 def load_cases(cache: Path, names: list[str] | None = None) -> list[CachedCase]:
     """Load prepared cases (all in the manifest, or the given names)."""
-    manifest = json.loads((cache / "manifest.json").read_text())
-    entries = [e for e in manifest["cases"] if names is None or e["name"] in names]
+    entries = [e for e in read_manifest(cache)["cases"] if names is None or e["name"] in names]
+    missing = [e["file"] for e in entries if not (cache / e["file"]).is_file()]
+    if missing:
+        raise InputError(f"the cache {cache} lacks {', '.join(missing)}, which its manifest lists; "
+                         "prepare it again (or unpack every part of it).")
     cases = []
     for entry in entries:
         with np.load(cache / entry["file"]) as data:

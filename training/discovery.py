@@ -9,6 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from braintumorseg.cases import Case, find_cases
+from braintumorseg.errors import InputError
 from braintumorseg.modalities import modality_from_name
 
 WHOLE_TUMOUR_ONLY = "wt"
@@ -43,6 +44,8 @@ def labelled_cases(roots: list[str | Path], exclude: set[str] = frozenset()) -> 
     """All labelled cases below the roots, except those whose name is excluded."""
     found = []
     for root in roots:
+        if not Path(root).is_dir():
+            raise InputError(f"{root} is not a folder; give the folders that hold the labelled cases.")
         for case in find_cases(root):
             if case.label is None or case.name in exclude or is_slice_case(case):
                 continue

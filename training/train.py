@@ -15,8 +15,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch.nn.parallel import DistributedDataParallel
 
+from braintumorseg.errors import InputError
 from braintumorseg.images import write_text_atomic
 from braintumorseg.inference import autocast, only_channels, pad_to_multiple
 from braintumorseg.labels import REGIONS
@@ -24,7 +26,7 @@ from braintumorseg.network import ArchitectureSpec, build_network
 
 from .averaging import save_snapshot
 from .checkpoint import load_checkpoint, model_weights, save_checkpoint, weights_origin
-from .data import CachedCase, PatchSampler, SamplerSettings, load_cases, step_batches
+from .data import CachedCase, PatchSampler, SamplerSettings, load_cases, read_manifest, step_batches
 from .losses import RegionLoss
 
 # Modality subsets validated besides all four (indices in t1, t1c, t2, flair order).
@@ -62,6 +64,61 @@ class TrainConfig:
         return ArchitectureSpec("SegResNet", dict(
             spatial_dims=3, in_channels=4, out_channels=len(REGIONS), init_filters=self.init_filters,
             blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1]))
+
+
+def check_config(config: TrainConfig, until: int = 0) -> None:
+    """Refuse settings a run cannot train with, naming the command-line flag to change."""
+    counts = {"--steps": (config.steps, 1), "--batch-size": (config.batch_size, 1),
+              "--val-every": (config.val_every, 1), "--checkpoint-every": (config.checkpoint_every, 1),
+              "--snapshot-every": (config.snapshot_every, 0), "--threads": (config.threads, 0),
+              "--loader-workers": (config.loader_workers, 0), "--until": (until, 0)}
+    for flag, (value, least) in counts.items():
+        if value < least:
+            raise InputError(f"{flag} is a whole number of {least} or more, not {value}.")
+    if config.patch < 16 or config.patch % 8:
+        raise InputError(f"--patch must be a multiple of 8 of at least 16 voxels (the network halves it three "
+                         f"times), not {config.patch}.")
+    if config.init_filters < 8 or config.init_filters % 8:
+        raise InputError(f"--init-filters must be a multiple of 8 (SegResNet's group norm uses 8 groups), "
+                         f"not {config.init_filters}.")
+    if not (math.isfinite(config.lr) and config.lr >= 0):
+        raise InputError(f"--lr is a learning rate of 0 or more (e.g. 2e-3), not {config.lr}.")
+    if not 0.0 <= config.modality_dropout <= 1.0:
+        raise InputError(f"--modality-dropout is a share between 0 and 1, not {config.modality_dropout}.")
+
+
+def start_weights(config: TrainConfig, model: torch.nn.Module) -> None:
+    """Load the weights a finetune starts from, or say why they cannot start this run's network."""
+    path = Path(config.init_weights)
+    if not path.is_file():
+        raise InputError(f"--weights {path} not found; give a model card (.json), its .safetensors weights or "
+                         "a run's checkpoint.safetensors.")
+    try:
+        weights = model_weights(path)
+    except (OSError, SafetensorError) as error:
+        raise InputError(f"--weights {path} is not a safetensors file ({error}); give a model card (.json), "
+                         "its .safetensors weights or a run's checkpoint.safetensors.") from error
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise InputError(f"the --weights {path} do not fit this run's network (SegResNet, {config.init_filters} "
+                         "filters): their tensors have other names or shapes. Give the --init-filters of the "
+                         "model they belong to.") from error
+
+
+# Settings a resumed run may change: where things are (the start weights too, read only at step 0) and how
+# many processes prepare the batches.
+RESUMABLE_CHANGES = {"cache", "out", "init_weights", "threads", "loader_workers"}
+
+
+def check_resume(config: TrainConfig, saved: dict) -> None:
+    """Refuse to resume a run with settings that would make it another run."""
+    current = asdict(config)
+    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and k in saved and saved[k] != current[k])
+    if changed:
+        flags = ", ".join(f"--{k.replace('_', '-')} {saved[k]} there, {current[k]} now" for k in changed)
+        raise InputError(f"{config.out} holds a run started with other settings ({flags}); rerun with its "
+                         "settings to resume it, or give another --out for a new run.")
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -176,25 +233,29 @@ def train(config: TrainConfig, until: int = 0) -> dict:
     torch.manual_seed(config.seed)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # the patch size is fixed: tune convolutions once
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = json.loads((Path(config.cache) / "manifest.json").read_text())
-    names = [e["name"] for e in manifest["cases"]]
+    check_config(config, until)
+    names = [e["name"] for e in read_manifest(Path(config.cache))["cases"]]
     unknown = set(config.validation) - set(names)
     if unknown:
-        raise SystemExit(f"validation cases not in the cache: {sorted(unknown)}")
-    train_cases = load_cases(Path(config.cache), [n for n in names if n not in config.validation])
-    val_cases = load_cases(Path(config.cache), config.validation) if rank == 0 else []
+        raise InputError(f"validation cases not in the cache {config.cache}: {', '.join(sorted(unknown))}; "
+                         "give a --splits file whose 'validation' list names cases of this cache.")
+    if not set(names) - set(config.validation):
+        raise InputError(f"every case of the cache {config.cache} is a validation case; leave some for training.")
     model = build_network(config.architecture()).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     checkpoint = out / "checkpoint"
     meta = {"step": 0, "best_score": -1.0, "best_step": 0, "seconds": 0.0}
     if checkpoint.with_suffix(".json").exists():
+        check_resume(config, json.loads(checkpoint.with_suffix(".json").read_text()).get("config", {}))
         meta = load_checkpoint(checkpoint, model, optimizer)
         if rank == 0:
             print(f"resumed from step {meta['step']}", flush=True)
     elif config.init_weights:
-        model.load_state_dict(model_weights(Path(config.init_weights)))
+        start_weights(config, model)
         meta["started_from"] = weights_origin(config.init_weights)
+    train_cases = load_cases(Path(config.cache), [n for n in names if n not in config.validation])
+    val_cases = load_cases(Path(config.cache), config.validation) if rank == 0 else []
+    out.mkdir(parents=True, exist_ok=True)
     hardware = describe_device(device, world)
     if hardware not in meta.setdefault("devices", []):
         meta["devices"].append(hardware)

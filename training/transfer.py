@@ -20,8 +20,9 @@ import numpy as np
 from braintumorseg.errors import InputError
 from braintumorseg.images import write_bytes_atomic, write_text_atomic
 
+from .data import MANIFEST, read_manifest
+
 LEVELS = 255
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,6 @@ def quantize(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def dequantize(codes: np.ndarray, low: np.ndarray, step: np.ndarray) -> np.ndarray:
     """The float16 image that `quantize` encoded."""
     return (codes * step[:, None, None, None] + low[:, None, None, None]).astype(np.float16)
-
-
-def read_manifest(cache: Path) -> dict[str, Any]:
-    """The cache's manifest, or a clear error if the folder is not a prepared cache."""
-    path = cache / MANIFEST
-    if not path.is_file():
-        raise InputError(f"{cache} is not a prepared cache (no {MANIFEST}); give the --cache folder of "
-                         "`python -m training prepare`.")
-    return json.loads(path.read_text())
 
 
 def pack_cache(settings: PackSettings) -> tuple[list[Path], float]:
