@@ -22,7 +22,7 @@ from BrainTumorSegLib.logic import (SegmentationFailed, SegmentationLogic, Segme
 from BrainTumorSegLib.panel_state import button_state, progress_percent, stage_summary, status_text
 from BrainTumorSegLib.runner import InProcessRunner, ProcessRunner, RunState
 from BrainTumorSegLib.segmentation_output import needs_confirmation, show_in_3d
-from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES
+from braintumorseg.modalities import MODALITIES
 from braintumorseg.resources import DEFAULT_MODEL, model_cards, sample_case
 
 MODULE_DIR = Path(__file__).resolve().parent

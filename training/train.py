@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from safetensors import SafetensorError
 from torch.nn.parallel import DistributedDataParallel
 
