@@ -185,13 +185,16 @@ def test_evaluate_bad_inputs(capsys, synthetic, tmp_path):
     labels[10:20, 10:20, 10:20] = 4
     reference = write(labels, tmp_path / "ref.nii.gz", spacing=(2.0, 2.0, 2.0))
     other_grid = write(labels[:, :, :40], tmp_path / "pred.nii.gz", spacing=(2.0, 2.0, 2.0))
+    an_image = write((np.indices(labels.shape).sum(axis=0) * 3).astype(np.int16), tmp_path / "image.nii.gz",
+                     spacing=(2.0, 2.0, 2.0))
     scores = tmp_path / "scores.json"
     for argv, expected in (
             (["--prediction", tmp_path / "none.nii.gz", "--reference", reference], "file not found"),
             (["--prediction", other_grid, "--reference", reference], "not on the same grid"),
             (["--prediction", synthetic["t1"], "--reference", reference], "non-integer values"),
             (["--prediction", reference, "--reference", reference, "--reference-convention", "brats2023"],
-             "not part of the brats2023 convention")):
+             "not part of the brats2023 convention"),
+            (["--prediction", reference, "--reference", an_image], "looks like an image, not a label map")):
         message = run_failing(capsys, ["evaluate", *argv, "-o", scores], scores)
         assert expected in message
 

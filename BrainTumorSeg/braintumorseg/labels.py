@@ -47,15 +47,23 @@ SEGMENTS = (
 )
 
 
+# More unknown label values than this, and the file is an image rather than a label map.
+SHOWN_VALUES = 6
+
+
 def to_internal(labels: np.ndarray, convention: str) -> np.ndarray:
     """Convert a label map in `convention` to internal classes; refuse values it does not define."""
     if convention not in CONVENTIONS:
         raise InputError(f"unknown label convention '{convention}'; use one of {', '.join(CONVENTIONS)}.")
     mapping = CONVENTIONS[convention]
     values = set(np.unique(labels).astype(int).tolist()) - {0}
-    extra = values - set(mapping)
+    extra = sorted(values - set(mapping))
+    if len(extra) > SHOWN_VALUES:
+        raise InputError(f"{len(extra)} label values ({', '.join(map(str, extra[:SHOWN_VALUES]))}, …) are not "
+                         f"part of the {convention} convention (which uses {sorted(mapping)}): this looks like "
+                         "an image, not a label map; give the segmentation file.")
     if extra:
-        raise InputError(f"label values {sorted(extra)} are not part of the {convention} convention "
+        raise InputError(f"label values {extra} are not part of the {convention} convention "
                          f"(which uses {sorted(mapping)}); pick the right convention.")
     out = np.zeros(labels.shape, dtype=np.uint8)
     for value, internal in mapping.items():
