@@ -162,6 +162,13 @@ def test_missing_model_card(capsys, synthetic, tmp_path):
     assert "model card not found" in message
 
 
+def test_one_file_for_two_sequences(capsys, synthetic, tmp_path):
+    output = tmp_path / "seg.nii.gz"
+    message = run_failing(capsys, ["segment", "--t2", synthetic["flair"], "--flair", synthetic["flair"], "-o", output],
+                          output)
+    assert "is given for --t2 and --flair; give each sequence its own image" in message
+
+
 @pytest.mark.parametrize("name, expected", [("seg.txt", "must end with"), ("same", "is the --t1c input")])
 def test_bad_output_path(capsys, tiny_card, synthetic, tmp_path, name, expected):
     output = synthetic["t1c"] if name == "same" else tmp_path / name

@@ -244,6 +244,13 @@ def command_segment(args: argparse.Namespace) -> int:
         raise InputError("no input volume given: give at least one of --t1, --t1c, --t2, --flair.")
     for modality, path in inputs.items():
         check_file(path, DISPLAY_NAMES[modality])
+    by_file: dict[Path, list[str]] = {}
+    for modality, path in inputs.items():
+        by_file.setdefault(Path(path).resolve(), []).append(f"--{modality}")
+    for path, flags in by_file.items():
+        if len(flags) > 1:
+            raise InputError(f"the same file {path} is given for {' and '.join(flags)}; give each sequence its own "
+                             "image.")
     output = check_output_path(args.output, "output", OUTPUT_SUFFIXES)
     report_path = check_output_path(args.report, "report") if args.report else None
     for modality, path in inputs.items():
