@@ -316,8 +316,9 @@ def test_bad_training_settings_are_refused_before_anything_is_written(run, prepa
         assert printed.startswith("error: ") and expected in printed and "Traceback" not in printed, (argv, printed)
         assert not (tmp_path / "new").exists(), argv
     before = (run / "checkpoint.json").read_text()
-    with pytest.raises(InputError, match=r"started with other settings \(--lr 0.002 there, 0.001 now\)"):
-        train(tiny(prepared, "run", lr=1e-3, threads=1))
+    with pytest.raises(InputError, match=r"started with other settings \(lr: 0.002 there, 0.001 now; "
+                                         r"validation: 1 cases there, 0 cases now\)"):
+        train(tiny(prepared, "run", lr=1e-3, threads=1, validation=[]))
     assert (run / "checkpoint.json").read_text() == before
 
 

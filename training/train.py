@@ -110,14 +110,18 @@ def start_weights(config: TrainConfig, model: torch.nn.Module) -> None:
 RESUMABLE_CHANGES = {"cache", "out", "init_weights", "threads", "loader_workers"}
 
 
+def _shown(value: object) -> str:
+    return f"{len(value)} cases" if isinstance(value, list) else str(value)
+
+
 def check_resume(config: TrainConfig, saved: dict) -> None:
     """Refuse to resume a run with settings that would make it another run."""
     current = asdict(config)
     changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and k in saved and saved[k] != current[k])
     if changed:
-        flags = ", ".join(f"--{k.replace('_', '-')} {saved[k]} there, {current[k]} now" for k in changed)
-        raise InputError(f"{config.out} holds a run started with other settings ({flags}); rerun with its "
-                         "settings to resume it, or give another --out for a new run.")
+        listed = "; ".join(f"{k}: {_shown(saved[k])} there, {_shown(current[k])} now" for k in changed)
+        raise InputError(f"{config.out} holds a run started with other settings ({listed}); rerun with its "
+                         "settings (its config.json) to resume it, or give another --out for a new run.")
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
