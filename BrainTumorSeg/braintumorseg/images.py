@@ -136,14 +136,6 @@ def _looks_like_label_map(image: sitk.Image, array: np.ndarray) -> bool:
     return len(values) <= 5 and set(values.astype(int).tolist()) <= LABEL_VALUES
 
 
-def physical_corners(image: sitk.Image) -> np.ndarray:
-    """The 8 corners of the image's voxel box in physical (LPS) coordinates."""
-    size = np.array(image.GetSize()) - 1
-    corners = [(i, j, k) for i in (-0.5, size[0] + 0.5) for j in (-0.5, size[1] + 0.5)
-               for k in (-0.5, size[2] + 0.5)]
-    return np.array([image.TransformContinuousIndexToPhysicalPoint(c) for c in corners])
-
-
 def overlap_fraction(image: sitk.Image, reference: sitk.Image) -> float:
     """Fraction of the reference's non-zero voxels that fall inside the image's field of view."""
     shrink = [max(1, s // 32) for s in reference.GetSize()]
