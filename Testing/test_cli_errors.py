@@ -42,6 +42,16 @@ def run_failing(capsys, argv, output) -> str:
     return lines[0]
 
 
+def run_keeping(capsys, argv, kept) -> str:
+    """Run the CLI, expect exit 2 and one sentence on stderr; return it. The file `kept` must be unchanged."""
+    before = kept.read_bytes()
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert kept.read_bytes() == before
+    return err
+
+
 def bad_case(synthetic, tmp_path, kind):
     """The synthetic case with its T1 replaced by the kind of bad file named."""
     t1 = tmp_path / "bad_t1.nii.gz"
@@ -86,6 +96,13 @@ def bad_case(synthetic, tmp_path, kind):
         write(labels, t1, like=good_image)
     elif kind == "no overlap":
         write(good, t1, spacing=(2.0, 2.0, 2.0), origin=(400.0, 400.0, 400.0))
+    elif kind in ("2-voxel cube", "3-voxel cube"):
+        size = int(kind[0])
+        write(np.random.default_rng(0).uniform(100, 500, (size,) * 3).astype(np.float32), t1)
+    elif kind == "thin slab":
+        write(good[18:20], t1, spacing=(2.0, 2.0, 2.0))
+    elif kind == "constant":
+        write(np.full_like(good, 7.5), t1, like=good_image)
     return {**synthetic, "t1": t1}
 
 
@@ -103,6 +120,10 @@ BAD_INPUTS = {
     "Inf": "NaN or infinite",
     "label map": "looks like a label map",
     "no overlap": "do not overlap",
+    "2-voxel cube": "is 2×2×2 voxels, too small to hold a brain",
+    "3-voxel cube": "is 3×3×3 voxels, too small to hold a brain",
+    "thin slab": "is 44×48×2 voxels, too small to hold a brain",
+    "constant": "holds the one value 7.5 everywhere",
 }
 
 
@@ -177,6 +198,66 @@ def test_bad_output_path(capsys, tiny_card, synthetic, tmp_path, name, expected)
     err = capsys.readouterr().err
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
     assert (output.read_bytes() if output.exists() else None) == before
+
+
+def test_report_that_is_an_input_or_the_output(capsys, tiny_card, synthetic, tmp_path):
+    output = tmp_path / "seg.nii.gz"
+    argv = ["segment", "--t1c", synthetic["t1c"], "-o", output, "--model", tiny_card.path, "--no-bias-correction"]
+    message = run_keeping(capsys, [*argv, "--report", synthetic["t1c"]], synthetic["t1c"])
+    assert "the --report" in message and "is the --t1c input file; choose another file name" in message
+    assert not output.exists()
+    message = run_failing(capsys, [*argv, "--report", output], output)
+    assert "is the output file; choose another file name" in message
+
+
+def test_scores_file_that_is_an_input(capsys, tmp_path):
+    labels = np.zeros((20, 20, 20), np.uint8)
+    labels[5:15, 5:15, 5:15] = 2
+    prediction, reference = write(labels, tmp_path / "pred.nii.gz"), write(labels, tmp_path / "ref.nii.gz")
+    for flag, target in (("--prediction", prediction), ("--reference", reference)):
+        message = run_keeping(capsys, ["evaluate", "--prediction", prediction, "--reference", reference,
+                                       "-o", target], target)
+        assert f"the scores file {target} is the {flag} file" in message
+
+
+@pytest.mark.parametrize("command", ["demo", "batch"])
+def test_output_folder_that_cannot_be_a_folder(capsys, tiny_card, synthetic, tmp_path, command):
+    a_file = synthetic["t2"]
+    argv = [command, *([tmp_path] if command == "batch" else []), "--model", tiny_card.path,
+            "--no-bias-correction", "--skull-strip", "off", "--no-tta", "-o"]
+    message = run_keeping(capsys, [*argv, a_file / "results"], a_file)
+    assert f"cannot write output folder {a_file / 'results'}: {a_file} is not a writable folder" in message
+    message = run_keeping(capsys, [*argv, a_file], a_file)
+    assert f"output folder {a_file} is a file; give a folder" in message
+
+
+@pytest.mark.parametrize("meta, expected", [
+    ("{not json", "is not valid JSON"),
+    ("[]", 'has no "channel_names" object'),
+    ('{"channel_names": {"T1": "t1", "FLAIR": "flair"}}', 'has no "channel_names" object'),
+    ('{"channel_names": {"0": "DWI", "1": "ADC"}}', "none of its channel names (DWI, ADC) is T1, T1Gd, T2 or FLAIR")])
+def test_broken_nnunet_dataset_json(capsys, tiny_card, synthetic, tmp_path, meta, expected):
+    dataset = tmp_path / "Dataset001_BraTS"
+    (dataset / "imagesTr").mkdir(parents=True)
+    shutil.copy(synthetic["t1c"], dataset / "imagesTr" / "BRATS_001_0000.nii.gz")
+    (dataset / "dataset.json").write_text(meta)
+    output = tmp_path / "results"
+    message = run_failing(capsys, ["batch", dataset, "-o", output, "--model", tiny_card.path], output)
+    assert f"{dataset / 'dataset.json'}" in message and expected in message
+
+
+def test_batch_case_named_summary_keeps_its_report(capsys, tiny_card, synthetic, tmp_path):
+    for name in ("summary", "Brats_A"):
+        (tmp_path / "cases" / name).mkdir(parents=True)
+        shutil.copy(synthetic["t1c"], tmp_path / "cases" / name / f"{name}_t1ce.nii.gz")
+    out = tmp_path / "results"
+    code = main([str(a) for a in ["batch", tmp_path / "cases", "-o", out, "--model", tiny_card.path,
+                                  "--no-bias-correction", "--skull-strip", "off", "--no-tta"]])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted([
+        "Brats_A.nii.gz", "Brats_A.json", "summary_2.nii.gz", "summary_2.json", "summary.json", "summary.csv"])
+    assert json.loads((out / "summary_2.json").read_text())["output"] == str(out / "summary_2.nii.gz")
+    assert [r["case"] for r in json.loads((out / "summary.json").read_text())["results"]] == ["Brats_A", "summary_2"]
 
 
 def test_usage_errors_exit_2(capsys):

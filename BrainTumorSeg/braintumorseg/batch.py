@@ -16,6 +16,7 @@ from .errors import Cancelled, InputError
 from .images import write_text_atomic
 from .pipeline import Pipeline
 
+SUMMARY_STEM = "summary"
 VOLUME_KEYS = ("necrotic_core", "edema", "enhancing", "tumour_core", "whole_tumour")
 
 
@@ -67,18 +68,21 @@ class BatchSummary:
 
     def write(self, folder: Path) -> tuple[Path, Path]:
         """Write summary.json and summary.csv into the output folder."""
-        json_path, csv_path = folder / "summary.json", folder / "summary.csv"
+        json_path, csv_path = folder / f"{SUMMARY_STEM}.json", folder / f"{SUMMARY_STEM}.csv"
         write_text_atomic(self.to_json(), json_path)
         write_text_atomic(self.to_csv(), csv_path)
         return json_path, csv_path
 
 
 def output_names(cases: list[Case]) -> list[str]:
-    """A distinct file stem per case (cases in different folders may share a name)."""
-    names, seen = [], {}
+    """A distinct file stem per case, never "summary" (cases in different folders may share a name).
+
+    Names differing only in letter case count as the same, as they do on macOS and Windows disks.
+    """
+    names, seen = [], {SUMMARY_STEM: 1}
     for case in cases:
-        count = seen.get(case.name, 0)
-        seen[case.name] = count + 1
+        count = seen.get(case.name.lower(), 0)
+        seen[case.name.lower()] = count + 1
         names.append(case.name if count == 0 else f"{case.name}_{count + 1}")
     return names
 

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import InputError
 from .modalities import is_label_name, modality_from_name
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -41,11 +42,26 @@ def case_from_folder(folder: Path) -> Case | None:
     return case if case.inputs else None
 
 
+def nnunet_channels(dataset: Path) -> dict[int, str]:
+    """Channel number → modality from an nnU-Net dataset.json; refuses one the engine cannot use."""
+    try:
+        meta = json.loads(dataset.read_text())
+    except ValueError as error:
+        raise InputError(f"{dataset} is not valid JSON ({error}); fix the file or re-export the dataset.") from None
+    names = (meta.get("channel_names") or meta.get("modality")) if isinstance(meta, dict) else None
+    if not isinstance(names, dict) or not names or not all(str(k).isdecimal() for k in names):
+        raise InputError(f'{dataset} has no "channel_names" object of channel numbers and sequence names; add one '
+                         'such as {"0": "T1", "1": "T1Gd", "2": "T2", "3": "FLAIR"}.')
+    channels = {int(k): modality_from_name(str(v)) for k, v in names.items()}
+    if not any(channels.values()):
+        raise InputError(f"{dataset}: none of its channel names ({', '.join(map(str, names.values()))}) is T1, "
+                         "T1Gd, T2 or FLAIR; name the channels after their sequences, e.g. \"T1Gd\".")
+    return {number: modality for number, modality in channels.items() if modality}
+
+
 def nnunet_cases(root: Path) -> list[Case]:
     """Cases of an nnU-Net raw dataset (imagesTr/CASE_000X.nii.gz, labelsTr/CASE.nii.gz)."""
-    meta = json.loads((root / "dataset.json").read_text())
-    names = meta.get("channel_names") or meta.get("modality") or {}
-    channels = {int(k): modality_from_name(str(v)) for k, v in names.items()}
+    channels = nnunet_channels(root / "dataset.json")
     cases: dict[str, Case] = {}
     for path in sorted((root / "imagesTr").iterdir()):
         match = re.match(r"(.+)_(\d{4})\.", path.name)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -37,6 +36,7 @@ from .inference import DEVICES, InferenceSettings
 from .labels import CONVENTIONS, OUTPUT_CONVENTIONS, REGION_NAMES, REGIONS
 from .modalities import DISPLAY_NAMES
 from .modelcard import ModelCard
+from .output_paths import check_output_folder, check_output_path, check_outputs_distinct
 from .pipeline import CancelToken, Pipeline, SegmentationReport, SegmentationSettings
 from .postprocessing import PostprocessSettings
 from .preprocessing import PreprocessSettings
@@ -196,21 +196,6 @@ def pipeline_from_args(args: argparse.Namespace, progress=None, cancel: CancelTo
     return Pipeline(card, settings_from_args(args), progress, cancel)
 
 
-def check_output_path(path: str, what: str, suffixes: tuple[str, ...] | None = None) -> Path:
-    """Refuse an output path that cannot be written before any work is done."""
-    target = Path(path)
-    if suffixes and not target.name.lower().endswith(suffixes):
-        raise InputError(f"{what} {path} must end with one of {', '.join(suffixes)}.")
-    if target.is_dir():
-        raise InputError(f"{what} {path} is a folder; give a file name.")
-    existing = target.parent if str(target.parent) else Path(".")
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise InputError(f"cannot write {what} {path}: {existing} is not a writable folder.")
-    return target
-
-
 def print_warnings(report: SegmentationReport) -> None:
     for warning in report.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
@@ -253,9 +238,8 @@ def command_segment(args: argparse.Namespace) -> int:
                              "image.")
     output = check_output_path(args.output, "output", OUTPUT_SUFFIXES)
     report_path = check_output_path(args.report, "report") if args.report else None
-    for modality, path in inputs.items():
-        if Path(path).resolve() == output.resolve():
-            raise InputError(f"the output {args.output} is the --{modality} input; choose another file name.")
+    check_outputs_distinct({"output": output, "--report": report_path},
+                           {f"--{modality} input": path for modality, path in inputs.items()})
     progress = _progress(args.json_progress)
     try:
         pipeline = pipeline_from_args(args, progress)
@@ -274,9 +258,7 @@ def command_segment(args: argparse.Namespace) -> int:
 def command_batch(args: argparse.Namespace) -> int:
     from .batch import find_batch_cases, run_batch
     cases = find_batch_cases(args.folder)
-    output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise InputError(f"output {args.output} is a file; give a folder for the results.")
+    output = check_output_folder(args.output, "output folder")
     pipeline = pipeline_from_args(args)
     bar: list[ProgressBar | None] = [None]
 
@@ -309,6 +291,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from .images import write_text_atomic
     from .metrics import evaluate_files
     output = check_output_path(args.output, "scores file") if args.output else None
+    check_outputs_distinct({"scores file": output},
+                           {"--prediction": args.prediction, "--reference": args.reference})
     scores = evaluate_files(args.prediction, args.reference, args.prediction_convention,
                             args.reference_convention)
     document = {"prediction": args.prediction, "reference": args.reference,
@@ -322,9 +306,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
 def command_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    folder = Path(args.output)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"output {args.output} is a file; give a folder for the demo results.")
+    folder = check_output_folder(args.output, "output folder")
     progress = _progress()
     try:
         result = run_demo(folder, pipeline_from_args(args, progress))

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from .errors import InputError
 
 LABEL_VALUES = {0, 1, 2, 3, 4}
+MIN_VOXELS_PER_AXIS = 8
 
 
 def check_file(path: str | os.PathLike, what: str = "image") -> Path:
@@ -116,11 +117,17 @@ def check_image(image: sitk.Image, what: str) -> sitk.Image:
         image = image[:, :, :, 0]
     if image.GetDimension() != 3 or min(image.GetSize()) < 2:
         raise InputError(f"{what}: is a 2D image (size {image.GetSize()}); give a 3D volume.")
+    if min(image.GetSize()) < MIN_VOXELS_PER_AXIS:
+        raise InputError(f"{what}: is {'×'.join(map(str, image.GetSize()))} voxels, too small to hold a brain "
+                         f"(at least {MIN_VOXELS_PER_AXIS} along every axis); give the whole 3D series.")
     array = sitk.GetArrayViewFromImage(image)
     if not np.all(np.isfinite(array)):
         raise InputError(f"{what}: contains NaN or infinite voxel values; fix or re-export the volume.")
     if not np.any(array):
         raise InputError(f"{what}: every voxel is zero; this is an empty volume.")
+    if array.min() == array.max():
+        raise InputError(f"{what}: holds the one value {array.flat[0]:g} everywhere, so it is empty; give the "
+                         "acquired series.")
     if _looks_like_label_map(image, array):
         raise InputError(f"{what}: looks like a label map (only values {sorted(np.unique(array).tolist())}),"
                          " not an MRI image; give the MRI volume instead.")
