@@ -28,6 +28,7 @@ from braintumorseg.preprocessing import PreprocessSettings
 from training.benchmark import BenchmarkSettings, run_benchmark
 from training.checkpoint import model_weights, weights_origin
 from training.cli import main
+from training.data import read_manifest
 from training.discovery import labelled_cases
 from training.prepare import PrepareSettings, prepare
 from training.train import TrainConfig, train
@@ -134,22 +135,22 @@ def test_pack_and_unpack_carry_the_cache_in_parts(prepared, capsys):
     assert main(["pack", "--cache", str(other), "--out", str(prepared / "packed-other")]) == 0
     before = {f.name: f.read_bytes() for f in copy.iterdir()}
     assert main(["unpack", str(prepared / "packed-other" / "part-1-of-1.tar.xz"), "--cache", str(copy)]) == 2
-    assert "belongs to another cache" in capsys.readouterr().out
+    assert "belongs to another cache" in capsys.readouterr().err
     assert {f.name: f.read_bytes() for f in copy.iterdir()} == before
 
 
 def test_pack_and_unpack_refuse_what_they_cannot_use(prepared, capsys):
     assert main(["pack", "--cache", str(prepared / "data"), "--out", str(prepared / "x")]) == 2
-    assert "is not a prepared cache" in capsys.readouterr().out
+    assert "is not a prepared cache" in capsys.readouterr().err
     assert main(["pack", "--cache", str(prepared / "cache"), "--out", str(prepared / "x"), "--parts", "0"]) == 2
-    assert "--parts is a number of files (1 or more), not 0" in capsys.readouterr().out
+    assert "--parts is a number of files (1 or more), not 0" in capsys.readouterr().err
     assert main(["unpack", str(prepared / "cache" / "manifest.json"), "--cache", str(prepared / "x")]) == 2
-    assert "is not a part written by `python -m training pack`" in capsys.readouterr().out
+    assert "is not a part written by `python -m training pack`" in capsys.readouterr().err
     assert main(["pack", "--cache", str(prepared / "cache"), "--out", str(prepared / "whole")]) == 0
     part = prepared / "whole" / "part-1-of-1.tar.xz"
     part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
     assert main(["unpack", str(part), "--cache", str(prepared / "x")]) == 2
-    assert "or it is damaged" in capsys.readouterr().out and not (prepared / "x" / "manifest.json").exists()
+    assert "or it is damaged" in capsys.readouterr().err and not (prepared / "x" / "manifest.json").exists()
 
 
 def test_export_and_the_engine_segments_with_it(run, prepared):
@@ -199,11 +200,11 @@ def test_snapshots_and_export_of_their_average(prepared, capsys):
         assert torch.allclose(value.double(), mean, atol=1e-6), key
     capsys.readouterr()
     assert main(["export", "--run", str(run), "--out", str(prepared / "model-one"), "--average-from", "4"]) == 2
-    message = capsys.readouterr().out
+    message = capsys.readouterr().err
     assert "leaves 1 snapshot(s)" in message and "steps 1–4" in message and not (prepared / "model-one").exists()
     assert main(["export", "--run", str(prepared / "run"), "--out", str(prepared / "model-none"),
                  "--average-from", "1"]) == 2
-    assert "(kept: none)" in capsys.readouterr().out
+    assert "(kept: none)" in capsys.readouterr().err
 
 
 def test_finetune_starts_from_a_card_and_export_names_it(run, prepared):
@@ -263,24 +264,24 @@ def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys
     capsys.readouterr()
     assert main(["export", "--run", str(run), "--out", str(prepared / "model-refused"), "--checkpoint",
                  "checkpoint", "--evaluation", str(other)]) == 2
-    assert "scores other weights" in capsys.readouterr().out and not (prepared / "model-refused").exists()
+    assert "scores other weights" in capsys.readouterr().err and not (prepared / "model-refused").exists()
 
 
 def test_bad_inputs_get_one_clear_sentence(run, prepared, capsys):
     assert main(["export", "--run", str(prepared / "data"), "--out", str(prepared / "x")]) == 2
-    assert "not a training run folder" in capsys.readouterr().out
+    assert "not a training run folder" in capsys.readouterr().err
     assert main(["evaluate", str(prepared / "data"), "--model", str(prepared / "model" / "model.json"),
                  "--out", str(prepared / "x"), "--subsets", "flair+t3"]) == 2
-    assert "modality subset 'flair+t3' is not valid" in capsys.readouterr().out
+    assert "modality subset 'flair+t3' is not valid" in capsys.readouterr().err
     assert main(["train", "--cache", str(prepared / "cache"), "--out", str(prepared / "x"),
                  "--init-filters", "12"]) == 2
-    assert "multiple of 8" in capsys.readouterr().out
+    assert "multiple of 8" in capsys.readouterr().err
     assert main(["train", "--cache", str(prepared / "cache"), "--out", str(prepared / "x"),
                  "--modality-dropout", "1.5"]) == 2
-    assert "--modality-dropout is a share between 0 and 1, not 1.5" in capsys.readouterr().out
+    assert "--modality-dropout is a share between 0 and 1, not 1.5" in capsys.readouterr().err
     assert main(["train", "--cache", str(prepared / "cache"), "--out", str(prepared / "x"),
                  "--loader-workers", "-1"]) == 2
-    assert "--loader-workers is a whole number of 0 or more, not -1" in capsys.readouterr().out
+    assert "--loader-workers is a whole number of 0 or more, not -1" in capsys.readouterr().err
 
 
 def test_bad_training_settings_are_refused_before_anything_is_written(run, prepared, capsys, tmp_path):
@@ -290,6 +291,15 @@ def test_bad_training_settings_are_refused_before_anything_is_written(run, prepa
     junk.write_text("not tensors")
     wrong_split = tmp_path / "wrong.json"
     wrong_split.write_text('{"validation": ["no_such_case"]}')
+    data, card = str(prepared / "data"), str(ROOT / "BrainTumorSeg/Resources/Models/brats-segresnet/model.json")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("a file")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(prepared / "data" / VALIDATION, damaged / VALIDATION)
+    next((damaged / VALIDATION).glob("*seg*")).write_bytes(b"not an image")
+    no_means = tmp_path / "evaluation"
+    no_means.mkdir()
+    (no_means / "means.json").write_text('{"sha256": "0"}')
     every_case = tmp_path / "every.json"
     every_case.write_text(json.dumps({"validation": [e["name"] for e in
                                                     json.loads((prepared / "cache" / "manifest.json").read_text())["cases"]]}))
@@ -308,13 +318,30 @@ def test_bad_training_settings_are_refused_before_anything_is_written(run, prepa
         ("finetune", "--cache", cache, "--out", out, "--weights", str(run / "best.safetensors"),
          "--init-filters", "16"): "do not fit this run's network (SegResNet, 16 filters)",
         ("prepare", str(tmp_path / "nowhere"), "--cache", out): "is not a folder",
+        ("prepare", data, "--cache", out, "--spacing", "0"): "--spacing is the model grid's voxel size in mm",
+        ("prepare", data, "--cache", out, "--workers", "0"): "--workers is a number of processes",
+        ("prepare", data, "--cache", str(a_file / "cache")): "is not a writable folder",
+        ("prepare", data, "--cache", cache, "--spacing", "2"): "was prepared on a 4.0 mm grid",
+        ("prepare", str(damaged), "--cache", out): "cannot be read",
+        ("evaluate", data, "--model", card, "--out", out, "--subsets", " , "): "no modality subset given",
+        ("evaluate", data, "--model", card, "--out", str(a_file)): "is a file; give a folder",
+        ("export", "--run", str(run), "--out", out, "--roi", "0"): "--roi is the sliding-window size",
+        ("export", "--run", str(run), "--out", out, "--roi", "1024"): "--roi is the sliding-window size",
+        ("export", "--run", str(run), "--out", str(a_file)): "is a file; give a folder",
+        ("export", "--run", str(run), "--out", out, "--checkpoint", "checkpoint", "--evaluation", str(no_means)):
+            "lacks the cases and means",
+        ("pack", "--cache", cache, "--out", str(a_file)): "is a file; give a folder",
+        ("unpack", str(tmp_path / "part-1-of-2.tar.xz"), "--cache", out): "not found; give the part",
+        ("benchmark", "--patch", "12", "--steps", "1"): "--patch must be a multiple of 8",
+        ("benchmark", "--batch-size", "0", "--steps", "1"): "--batch-size is a whole number of 1 or more",
         ("evaluate", str(tmp_path / "nowhere"), "--model", str(ROOT / "BrainTumorSeg/Resources/Models/brats-segresnet/model.json"), "--out", out): "is not a folder",
     }
     for argv, expected in mistakes.items():
         assert main(list(argv)) == 2, argv
-        printed = capsys.readouterr().out
-        assert printed.startswith("error: ") and expected in printed and "Traceback" not in printed, (argv, printed)
-        assert not (tmp_path / "new").exists(), argv
+        printed = capsys.readouterr().err
+        assert printed.startswith("python -m training: error: ") and expected in printed and "Traceback" not in printed, (argv, printed)
+        assert not (tmp_path / "new").exists() and a_file.read_text() == "a file", argv
+    assert read_manifest(prepared / "cache")["spacing"] == 4.0
     before = (run / "checkpoint.json").read_text()
     with pytest.raises(InputError, match=r"started with other settings \(lr: 0.002 there, 0.001 now; "
                                          r"validation: 1 cases there, 0 cases now\)"):

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from braintumorseg.errors import InputError
 from braintumorseg.inference import autocast
 from braintumorseg.network import build_network
 
 from .data import CachedCase, PatchSampler, SamplerSettings
 from .losses import RegionLoss
-from .train import TrainConfig, describe_device
+from .train import TrainConfig, check_config, describe_device
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class BenchmarkSettings:
     warmup: int = 2
     threads: int = 0
     device: str = "auto"
+
+    def config(self) -> TrainConfig:
+        """The training settings these benchmark settings stand for."""
+        return TrainConfig(cache="", out="", init_filters=self.init_filters, patch=self.patch,
+                           batch_size=self.batch_size, steps=self.steps, threads=self.threads)
 
 
 def synthetic_cases(count: int = 2, shape: tuple[int, int, int] = (80, 96, 80), seed: int = 0) -> list[CachedCase]:
@@ -50,8 +56,7 @@ class TimedTraining:
     """One training set-up (network, optimizer, sampler) whose steps can be timed one at a time."""
 
     def __init__(self, settings: BenchmarkSettings, amp: bool, device: torch.device):
-        config = TrainConfig(cache="", out="", init_filters=settings.init_filters, patch=settings.patch,
-                             batch_size=settings.batch_size)
+        config = settings.config()
         torch.manual_seed(0)
         self.settings, self.amp, self.device = settings, amp, device
         self.model = build_network(config.architecture()).to(device).train()
@@ -79,6 +84,9 @@ class TimedTraining:
 
 def run_benchmark(settings: BenchmarkSettings, log=print) -> dict[str, dict[str, float]]:
     """Time fp32 and mixed precision (bf16 on CPU, fp16 on CUDA) with alternating steps, print medians."""
+    check_config(settings.config())
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: PyTorch sees no CUDA GPU here; use --device cpu (or auto).")
     if settings.threads:
         torch.set_num_threads(settings.threads)
     cuda = torch.cuda.is_available() and settings.device in ("auto", "cuda")

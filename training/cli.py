@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--subsets", default="all,flair+t1c,flair+t1,flair",
                           help="comma-separated modality subsets (default: all,flair+t1c,flair+t1,flair)")
     evaluate.add_argument("--no-bias-correction", action="store_true")
-    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                           help="test-time augmentation (mirrors and, where the card allows, subsets), as the engine "
                                "does by default")
@@ -214,6 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         return {"export": _export, "evaluate": _evaluate, "benchmark": _benchmark, "pack": _pack,
                 "unpack": _unpack}[args.command](args)
     except InputError as error:
-        print(f"error: {error}")
+        print(f"python -m training: error: {error}", file=sys.stderr)
         return 2
     return 1

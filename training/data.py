@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,8 @@ from monai.transforms import (Compose, RandAdjustContrastd, RandAffined, RandFli
                               RandGaussianSmoothd, RandScaleIntensityd, RandShiftIntensityd)
 
 from braintumorseg.errors import InputError
+
+from .files import read_json
 
 MANIFEST = "manifest.json"
 
@@ -39,7 +40,10 @@ def read_manifest(cache: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"{cache} is not a prepared cache (no {MANIFEST}); give the --cache folder of "
                          "`python -m training prepare`.")
-    return json.loads(path.read_text())
+    manifest = read_json(path, "prepare the cache again")
+    if not isinstance(manifest.get("cases"), list) or "spacing" not in manifest:
+        raise InputError(f"{path} lacks the cases or spacing of a prepared cache; prepare the cache again.")
+    return manifest
 
 
 def load_cases(cache: Path, names: list[str] | None = None) -> list[CachedCase]:

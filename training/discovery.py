@@ -25,7 +25,11 @@ class LabelledCase:
 
 def detect_convention(label: Path, case: Case) -> str:
     """Guess the label convention from the values and names (BraTS 2015/2021/2023, nnU-Net, WT only)."""
-    values = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(label)))).astype(int).tolist()) - {0}
+    try:
+        array = sitk.GetArrayFromImage(sitk.ReadImage(str(label)))
+    except RuntimeError as error:
+        raise unreadable(label, case, error) from None
+    values = set(np.unique(array).astype(int).tolist()) - {0}
     name = label.name.lower()
     if values <= {1}:
         return WHOLE_TUMOUR_ONLY
@@ -40,14 +44,16 @@ def detect_convention(label: Path, case: Case) -> str:
     return "brats2023" if brats2023_names or "-seg" in name else "brats2021"
 
 
-def labelled_cases(roots: list[str | Path], exclude: set[str] = frozenset()) -> list[LabelledCase]:
-    """All labelled cases below the roots, except those whose name is excluded."""
+def labelled_cases(roots: list[str | Path], exclude: set[str] = frozenset(),
+                   only: set[str] | None = None) -> list[LabelledCase]:
+    """The labelled cases below the roots (only those named in `only`, when given), except the excluded."""
     found = []
     for root in roots:
         if not Path(root).is_dir():
             raise InputError(f"{root} is not a folder; give the folders that hold the labelled cases.")
         for case in find_cases(root):
-            if case.label is None or case.name in exclude or is_slice_case(case):
+            if (case.label is None or case.name in exclude or (only is not None and case.name not in only)
+                    or is_slice_case(case)):
                 continue
             found.append(LabelledCase(case, detect_convention(case.label, case)))
     return found
@@ -57,5 +63,15 @@ def is_slice_case(case: Case) -> bool:
     """2D cases (single slices) cannot train a 3D model."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(next(iter(case.inputs.values()))))
-    reader.ReadImageInformation()
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise unreadable(Path(reader.GetFileName()), case, error) from None
     return reader.GetDimension() < 3 or min(reader.GetSize()) < 2
+
+
+def unreadable(path: Path, case: Case, error: RuntimeError) -> InputError:
+    """The error for a case file SimpleITK cannot read: which file, and how to go on without it."""
+    reason = next((line.strip() for line in str(error).splitlines() if line.strip()), "unreadable")
+    return InputError(f"{path} cannot be read ({reason[:160]}); replace it, or leave case {case.name} out "
+                      "(prepare --exclude, evaluate --cases).")

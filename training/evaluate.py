@@ -20,6 +20,7 @@ from braintumorseg.labels import ED, REGIONS, to_internal
 from braintumorseg.metrics import region_scores
 from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES
 from braintumorseg.modelcard import ModelCard
+from braintumorseg.output_paths import check_output_folder
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 
 from .discovery import WHOLE_TUMOUR_ONLY, LabelledCase, labelled_cases
@@ -118,12 +119,13 @@ def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
     """Score every selected case with every subset it has; write cases.csv, means.json and means.md."""
     subsets = {name: parse_subset(name) for name in settings.subsets}
     card = ModelCard.load(settings.card)
-    items = labelled_cases(settings.roots)
-    if settings.cases:
-        missing = set(settings.cases) - {i.case.name for i in items}
-        if missing:
-            raise InputError(f"cases not found under the given folders: {', '.join(sorted(missing))}.")
-        items = [i for i in items if i.case.name in settings.cases]
+    if not subsets:
+        raise InputError("no modality subset given; give --subsets such as all,flair+t1c,flair+t1,flair.")
+    check_output_folder(settings.out, "--out")
+    items = labelled_cases(settings.roots, only=set(settings.cases) if settings.cases else None)
+    missing = set(settings.cases) - {i.case.name for i in items}
+    if missing:
+        raise InputError(f"cases not found under the given folders: {', '.join(sorted(missing))}.")
     if not items:
         raise InputError(f"no labelled case found under {', '.join(map(str, settings.roots))}.")
     pipeline = Pipeline(card, settings.segmentation)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,11 +15,13 @@ from braintumorseg.labels import REGIONS
 from braintumorseg.modalities import MODALITIES
 from braintumorseg.modelcard import ModelCard, export_model, serialized_weights
 from braintumorseg.network import build_network
+from braintumorseg.output_paths import check_output_folder
 from braintumorseg.preprocessing import NormalizationSpec
 
 from .averaging import average_weights, snapshots_from
 from .checkpoint import model_weights, weights_origin
-from .data import load_cases
+from .data import load_cases, read_manifest
+from .files import read_json
 from .train import TrainConfig, mixed_precision, validate
 
 DATA_NOTE = ("Trained on BraTS challenge training data (expert labels), which are for research use under "
@@ -52,7 +53,7 @@ def read_config(run: Path) -> TrainConfig:
     if not path.is_file():
         raise InputError(f"{run} is not a training run folder (no config.json); give the --out folder of "
                          "`python -m training train`.")
-    data = json.loads(path.read_text())
+    data = read_json(path, "train the run again, or give the --out folder of another run")
     known = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in data.items() if k in known})
 
@@ -115,10 +116,11 @@ def chosen_weights(settings: ExportSettings, config: TrainConfig,
         raise InputError(f"--checkpoint must be 'best' or 'checkpoint', not '{settings.checkpoint}'.")
     checkpoint = settings.run / settings.checkpoint
     if not checkpoint.with_suffix(".safetensors").is_file():
+        advice = ("train the run until its first checkpoint" if settings.checkpoint == "checkpoint" else
+                  "best is written at the first validation with validation cases; try --checkpoint checkpoint")
         raise InputError(f"{checkpoint.with_suffix('.safetensors')} does not exist: the run has no "
-                         f"'{settings.checkpoint}' checkpoint yet (best is written at the first validation "
-                         "with validation cases); try --checkpoint checkpoint.")
-    meta = json.loads(checkpoint.with_suffix(".json").read_text())
+                         f"'{settings.checkpoint}' checkpoint yet ({advice}).")
+    meta = read_json(checkpoint.with_suffix(".json"), "the checkpoint is incomplete; resume the run to write it again")
     network.load_state_dict(model_weights(checkpoint.with_suffix(".safetensors")))
     metrics = meta.get("best_metrics") if settings.checkpoint == "best" else meta.get("last_metrics")
     return {"selected_step": meta["step"]}, metrics or {}
@@ -126,13 +128,18 @@ def chosen_weights(settings: ExportSettings, config: TrainConfig,
 
 def export_run(settings: ExportSettings) -> ModelCard:
     """Build the run's network, load the chosen (or averaged) weights and write weights + card."""
+    if not 16 <= settings.roi_size <= 512:
+        raise InputError(f"--roi is the sliding-window size in model-grid voxels (16 to 512), not "
+                         f"{settings.roi_size}.")
+    check_output_folder(settings.out, "--out")
     config = read_config(settings.run)
     manifest_path = Path(config.cache) / "manifest.json"
     if not manifest_path.is_file():
         raise InputError(f"the run's cache manifest {manifest_path} is missing; the card needs its spacing "
                          "and normalization.")
-    manifest = json.loads(manifest_path.read_text())
-    run_meta = json.loads((settings.run / "checkpoint.json").read_text())
+    manifest = read_manifest(Path(config.cache))
+    run_meta = read_json(settings.run / "checkpoint.json", "the run has not reached its first checkpoint; "
+                         "train it further")
     network = build_network(config.architecture())
     selection, metrics = chosen_weights(settings, config, network)
     multiple = 2 ** downsamplings(config)
@@ -166,7 +173,10 @@ def read_evaluation(folder: Path, sha256: str) -> dict[str, Any]:
     path = folder / "means.json"
     if not path.is_file():
         raise InputError(f"{path} does not exist; give the --out folder of `python -m training evaluate`.")
-    result = json.loads(path.read_text())
+    result = read_json(path, "evaluate the card again with `python -m training evaluate`")
+    if not isinstance(result.get("cases"), list) or not isinstance(result.get("means"), dict):
+        raise InputError(f"{path} lacks the cases and means that `python -m training evaluate` writes; "
+                         "evaluate the card again.")
     if result.get("sha256") != sha256:
         raise InputError(f"{path} scores other weights ({result.get('model')}, sha256 "
                          f"{str(result.get('sha256'))[:12]}…), not the ones being exported ({sha256[:12]}…): "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,9 +17,11 @@ from braintumorseg.images import read_image, resample_to_reference
 from braintumorseg.labels import REGIONS, regions_from_internal, to_internal
 from braintumorseg.modalities import MODALITIES
 from braintumorseg.normalization import NyulStandardizer
+from braintumorseg.output_paths import check_output_folder
 from braintumorseg.preprocessing import (NormalizationSpec, PreprocessSettings, Preprocessor,
                                          model_grid_shape, resize, stack_channels)
 
+from .data import read_manifest
 from .discovery import WHOLE_TUMOUR_ONLY, LabelledCase
 
 
@@ -33,6 +36,9 @@ class PrepareSettings:
     nyul: bool = False
     nyul_exclude: tuple[str, ...] = ()
 
+
+# Model grids a cache may be prepared on (mm): finer is beyond the 1 mm data, coarser loses the tumour.
+MIN_SPACING, MAX_SPACING = 0.5, 8.0
 
 # Brain intensities of a case are summarized by this many evenly spaced quantiles for learning Nyúl landmarks.
 SKETCH_QUANTILES = 2001
@@ -112,15 +118,39 @@ def prepare_case(item: LabelledCase, settings: PrepareSettings,
             "source": str(case.label.parent), "warnings": prepared.warnings}
 
 
-def prepare(cases: list[LabelledCase], settings: PrepareSettings) -> list[dict]:
-    """Prepare every case with parallel workers; write and return the manifest (cases already done are kept)."""
-    settings.cache.mkdir(parents=True, exist_ok=True)
-    manifest_path = settings.cache / "manifest.json"
-    previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"cases": []}
+def check_settings(settings: PrepareSettings) -> None:
+    """Refuse a grid, worker count or cache folder that cannot give a usable cache."""
+    if not (math.isfinite(settings.spacing) and MIN_SPACING <= settings.spacing <= MAX_SPACING):
+        raise InputError(f"--spacing is the model grid's voxel size in mm, between {MIN_SPACING} and {MAX_SPACING} "
+                         f"(1.5 for the shipped model), not {settings.spacing}.")
+    if settings.workers < 1:
+        raise InputError(f"--workers is a number of processes (1 or more), not {settings.workers}.")
+    check_output_folder(settings.cache, "--cache")
+
+
+def kept_in_cache(previous: dict, settings: PrepareSettings) -> None:
+    """A cache that already holds cases continues only with the grid and normalization it was made with."""
     method = previous.get("normalization", {}).get("method", "zscore")
-    if previous["cases"] and method != ("nyul" if settings.nyul else "zscore"):
+    if method != ("nyul" if settings.nyul else "zscore"):
         raise InputError(f"the cache {settings.cache} was prepared with {method} normalization; use another "
                          "--cache folder for a different normalization.")
+    if float(previous["spacing"]) != settings.spacing:
+        raise InputError(f"the cache {settings.cache} was prepared on a {previous['spacing']} mm grid; use another "
+                         f"--cache folder for --spacing {settings.spacing}.")
+    corrected = previous.get("settings", {}).get("bias_correction", "True") == "True"
+    if corrected != settings.bias_correction:
+        raise InputError(f"the cache {settings.cache} was prepared {'with' if corrected else 'without'} N4 bias "
+                         "correction; use another --cache folder to change that.")
+
+
+def prepare(cases: list[LabelledCase], settings: PrepareSettings) -> list[dict]:
+    """Prepare every case with parallel workers; write and return the manifest (cases already done are kept)."""
+    check_settings(settings)
+    manifest_path = settings.cache / "manifest.json"
+    previous = read_manifest(settings.cache) if manifest_path.exists() else {"cases": []}
+    if previous["cases"]:
+        kept_in_cache(previous, settings)
+    settings.cache.mkdir(parents=True, exist_ok=True)
     normalization = normalization_for(cases, settings)
     done = {e["name"]: e for e in previous["cases"]}
     todo = [c for c in cases if c.case.name not in done or not (settings.cache / done[c.case.name]["file"]).exists()]

@@ -19,8 +19,10 @@ import numpy as np
 
 from braintumorseg.errors import InputError
 from braintumorseg.images import write_bytes_atomic, write_text_atomic
+from braintumorseg.output_paths import check_output_folder
 
 from .data import MANIFEST, read_manifest
+from .files import read_json
 
 LEVELS = 255
 
@@ -59,6 +61,7 @@ def pack_cache(settings: PackSettings) -> tuple[list[Path], float]:
     if settings.parts < 1:
         raise InputError(f"--parts is a number of files (1 or more), not {settings.parts}.")
     manifest = read_manifest(settings.cache)
+    check_output_folder(settings.out, "--out")
     entries = manifest["cases"]
     manifest_bytes = json.dumps(manifest, indent=2).encode()
     paths, largest = [], 0.0
@@ -123,8 +126,12 @@ def unpack_parts(parts: list[Path], cache: Path) -> tuple[int, int]:
     """
     if not parts:
         raise InputError("give the part files to unpack (part-K-of-N.tar.xz).")
+    missing = [str(p) for p in parts if not Path(p).is_file()]
+    if missing:
+        raise InputError(f"{', '.join(missing)} not found; give the part-K-of-N.tar.xz files that pack wrote.")
+    check_output_folder(cache, "--cache")
     existing = cache / MANIFEST
-    manifest: dict[str, Any] = json.loads(existing.read_text()) if existing.is_file() else {}
+    manifest = read_json(existing, "unpack into an empty folder") if existing.is_file() else {}
     for part in parts:
         manifest = _unpack_part(part, cache, manifest)
     files = [entry["file"] for entry in manifest["cases"]]
