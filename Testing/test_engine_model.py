@@ -125,6 +125,20 @@ def test_reduced_precision_runs_where_the_cpu_has_native_bfloat16(tiny_card):
         assert reduced.precision == "float32" and difference == 0
 
 
+def test_the_cpu_runs_the_network_channels_last_with_the_same_result(tiny_card):
+    """Channels-last is only a memory layout: the probabilities equal the default layout's (float32)."""
+    segmenter = Segmenter(tiny_card, InferenceSettings(device="cpu", tta=False, amp=False))
+    convolution = next(m for m in segmenter.network.modules() if isinstance(m, torch.nn.Conv3d))
+    assert convolution.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    volume = np.random.default_rng(4).normal(size=(4, 16, 16, 16)).astype(np.float32)
+    default_layout = load_model(tiny_card)
+    with torch.inference_mode():
+        expected = torch.sigmoid(default_layout(torch.from_numpy(volume)[None]))[0].numpy()
+    assert not next(m for m in default_layout.modules() if isinstance(m, torch.nn.Conv3d)).weight.is_contiguous(
+        memory_format=torch.channels_last_3d)
+    assert np.abs(segmenter.predict(volume) - expected).max() < 1e-5
+
+
 def test_sliding_window_is_used_beyond_the_roi(tiny_card):
     segmenter = Segmenter(tiny_card, InferenceSettings(device="cpu"))
     segmenter.roi = [16, 16, 16]
