@@ -11,9 +11,9 @@ from braintumorseg.modelcard import ModelCard, sha256_of
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 from braintumorseg.resources import default_model_card
 
-# Floors a few points below the Dice measured with brats-segresnet 1.8.0 and engine 0.2.0 (README, "The
+# Floors a few points below the Dice measured with brats-segresnet 1.8.0 and engine 0.3.0 (README, "The
 # default model"; TTA with mirrors and FLAIR-keeping subsets, bfloat16: the engine's defaults here): all four
-# modalities WT 0.913 / TC 0.880 / ET 0.866, FLAIR alone WT 0.917 (engine 0.1.0's 8 mirrors: WT 0.884 /
+# modalities WT 0.912 / TC 0.889 / ET 0.867, FLAIR alone WT 0.917 (engine 0.1.0's 8 mirrors: WT 0.884 /
 # TC 0.888). The reference is the bundled consensus of five BraTS-2020 algorithms.
 FLOORS = {"all": {"WT": 0.87, "TC": 0.85, "ET": 0.82}, "flair": {"WT": 0.88}}
 

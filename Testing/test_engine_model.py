@@ -82,13 +82,13 @@ def test_tta_averages_the_whole_tumour_over_the_subsets_that_keep_flair():
     passes, weights = tta_plan((0, 1, 2, 3), CHANNELS)
     given = [p for p in passes if p.channels == (0, 1, 2, 3)]
     others = [p.channels for p in passes if p.channels != (0, 1, 2, 3)]
-    assert len(passes) == 12 and [p.flip for p in given] == MIRRORS[:5]
+    assert len(passes) == 15 and [p.flip for p in given] == MIRRORS
     assert len(set(others)) == len(others) == 7 and all(3 in s for s in others)  # FLAIR kept in each
     assert np.allclose(weights.sum(axis=0), 1)
-    assert np.allclose(weights[:5], [[1 / 40, 1 / 5, 1 / 5]]) and np.allclose(weights[5:], [[1 / 8, 0, 0]])
-    passes, weights = tta_plan((1, 3), CHANNELS)  # FLAIR + T1Gd: the pair in 7 mirrors, FLAIR alone once
-    assert [p.channels for p in passes] == [(1, 3)] * 7 + [(3,)] and [p.flip for p in passes] == MIRRORS
-    assert np.allclose(weights[:7], [[1 / 14, 1 / 7, 1 / 7]]) and np.allclose(weights[7], [0.5, 0, 0])
+    assert np.allclose(weights[:8], [[1 / 64, 1 / 8, 1 / 8]]) and np.allclose(weights[8:], [[1 / 8, 0, 0]])
+    passes, weights = tta_plan((1, 3), CHANNELS)  # FLAIR + T1Gd: the pair in the 8 mirrors, FLAIR alone once
+    assert [p.channels for p in passes] == [(1, 3)] * 8 + [(3,)] and [p.flip for p in passes] == MIRRORS + [()]
+    assert np.allclose(weights[:8], [[1 / 16, 1 / 8, 1 / 8]]) and np.allclose(weights[8], [0.5, 0, 0])
 
 
 @pytest.mark.parametrize("present, with_subsets", [((3,), True), ((0, 2), True), ((0, 1, 2, 3), False)])

@@ -21,7 +21,6 @@ MIRRORS = [()] + [axes for n in (1, 2, 3) for axes in itertools.combinations((1,
 # The whole tumour is read from FLAIR hyperintensity: for a model card with `subset_tta` (a model trained
 # with modality dropout), TTA also averages it over the subsets of the given sequences that keep FLAIR.
 WT_KEY = "flair"
-MIN_GIVEN_MIRRORS = 5  # the given set keeps 5 of the 8 mirrors beside 7 subsets: 12 passes with all four
 
 
 @dataclass(frozen=True)
@@ -116,12 +115,12 @@ def wt_subsets(present: tuple[int, ...], key: int | None) -> list[tuple[int, ...
 
 def tta_plan(present: tuple[int, ...], channels: list[str],
              with_subsets: bool = True) -> tuple[list[Pass], np.ndarray]:
-    """Passes and their (passes, regions) weights. The given channels run in at least 5 of the 8 mirrors
-    (8 passes in all at least); `with_subsets`, each other subset that keeps FLAIR runs once. TC and ET are
-    the mean of the given channels' passes; WT is the mean over the subsets, each the mean of its passes."""
+    """Passes and their (passes, regions) weights. The given channels run in the 8 mirrors; `with_subsets`,
+    each other subset that keeps FLAIR runs once more (15 passes with all four). TC and ET are the mean of
+    the given channels' passes; WT is the mean over the subsets, each the mean of its passes."""
     key = channels.index(WT_KEY) if with_subsets and WT_KEY in channels else None
     subsets = wt_subsets(present, key)
-    given = max(len(MIRRORS) - (len(subsets) - 1), MIN_GIVEN_MIRRORS)
+    given = len(MIRRORS)
     order = [present] * given + subsets[1:]
     passes = [Pass(s, MIRRORS[i % len(MIRRORS)]) for i, s in enumerate(order)]
     weights = np.zeros((len(passes), len(REGIONS)), np.float32)
