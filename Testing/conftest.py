@@ -14,7 +14,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BrainTumorSeg"))
 sys.path.insert(0, str(ROOT))
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One thread count for the tests and every engine process they start: in bfloat16 the channels-last network
+# splits its sums by thread, so runs compared voxel for voxel must use the same count.
+THREADS = min(2, os.cpu_count() or 1)
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+torch.set_num_threads(THREADS)
 
 from braintumorseg.labels import REGIONS  # noqa: E402
 from braintumorseg.modelcard import ModelCard, export_model  # noqa: E402
@@ -32,6 +36,13 @@ def make_tiny_card(directory: Path, spacing: float = 4.0, seed: int = 0) -> Mode
     card = ModelCard(name="tiny-test", version="0.0.1", architecture=spec, spacing=[spacing] * 3,
                      roi_size=[64, 64, 64], divisible_by=2)
     return export_model(build_network(spec), card, directory)
+
+
+@pytest.fixture(autouse=True)
+def same_threads_after_each_test():
+    """A test that runs a command with --threads in this process does not change the next test's count."""
+    yield
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")

@@ -230,8 +230,6 @@ def replicas_identical(model: torch.nn.Module, world: int) -> bool:
 def train(config: TrainConfig, until: int = 0) -> dict:
     """Train (or resume) until `config.steps`, or stop early at step `until` (resume later)."""
     rank, world = _distributed()
-    if config.threads:
-        torch.set_num_threads(config.threads)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(config.seed)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # the patch size is fixed: tune convolutions once
@@ -258,6 +256,8 @@ def train(config: TrainConfig, until: int = 0) -> dict:
         meta["started_from"] = weights_origin(config.init_weights)
     train_cases = load_cases(Path(config.cache), [n for n in names if n not in config.validation])
     val_cases = load_cases(Path(config.cache), config.validation) if rank == 0 else []
+    if config.threads:
+        torch.set_num_threads(config.threads)
     out.mkdir(parents=True, exist_ok=True)
     hardware = describe_device(device, world)
     if hardware not in meta.setdefault("devices", []):
