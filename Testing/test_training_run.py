@@ -336,6 +336,8 @@ def test_bad_training_settings_are_refused_before_anything_is_written(run, prepa
         ("benchmark", "--batch-size", "0", "--steps", "1"): "--batch-size is a whole number of 1 or more",
         ("evaluate", str(tmp_path / "nowhere"), "--model", str(ROOT / "BrainTumorSeg/Resources/Models/brats-segresnet/model.json"), "--out", out): "is not a folder",
     }
+    if not torch.cuda.is_available():
+        mistakes[("benchmark", "--device", "cuda", "--steps", "1")] = "--device cuda: PyTorch sees no CUDA GPU"
     for argv, expected in mistakes.items():
         assert main(list(argv)) == 2, argv
         printed = capsys.readouterr().err
