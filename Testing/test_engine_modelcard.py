@@ -10,7 +10,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import braintumorseg.pipeline
 from braintumorseg.cli import main
 from braintumorseg.errors import InputError
 from braintumorseg.modelcard import ModelCard
@@ -104,6 +103,12 @@ def test_broken_card_is_refused_at_load(card_path, variant):
     assert message.endswith("fix the card or re-export it with `python -m training export`.")
 
 
+def test_card_without_its_weights_is_refused_at_load(card_path):
+    (card_path.parent / json.loads(card_path.read_text())["weights_file"]).unlink()
+    with pytest.raises(InputError, match="named by the model card is missing; reinstall the model"):
+        ModelCard.load(card_path)
+
+
 def test_nyul_card_with_landmarks_for_every_channel_loads(card_path):
     damage(card_path, {"normalization": nyul({m: learned_landmarks(i) for i, m in enumerate(MODALITIES)})})
     assert ModelCard.load(card_path).normalization.method == "nyul"
@@ -114,11 +119,13 @@ def test_card_validates_before_export_gives_it_a_checksum(tiny_card):
     replace(tiny_card, sha256="").validate()
 
 
-def test_cli_refuses_a_broken_card_before_reading_images(capsys, card_path, synthetic, tmp_path, monkeypatch):
+def test_cli_refuses_a_broken_card_before_reading_images(capsys, card_path, tmp_path):
+    """The FLAIR given is not an image at all: the card's error, not the image's, shows it is checked first."""
     damage(card_path, {"spacing": [0, 1.5, 1.5]})
-    monkeypatch.setattr(braintumorseg.pipeline, "read_image", lambda *a: pytest.fail("an image was read"))
+    unreadable = tmp_path / "flair.nii.gz"
+    unreadable.write_bytes(b"not an image")
     output = tmp_path / "seg.nii.gz"
-    code = main(["segment", "--flair", str(synthetic["flair"]), "-o", str(output), "--model", str(card_path),
+    code = main(["segment", "--flair", str(unreadable), "-o", str(output), "--model", str(card_path),
                  "--no-tta", "--no-bias-correction", "--skull-strip", "off"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err

@@ -133,6 +133,12 @@ class ModelCard:
         base = self.path.parent if self.path else Path(".")
         return base / self.weights_file
 
+    def check_weights_present(self) -> None:
+        """Refuse a card whose weights file is not beside it."""
+        if not self.weights_path.is_file():
+            raise InputError(f"weights file {self.weights_path} named by the model card is missing; reinstall "
+                             "the model.")
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("path")
@@ -160,6 +166,7 @@ class ModelCard:
         card.validate()
         if not card.sha256:
             raise card_error("sha256", FIELDS["sha256"][1], card.sha256)
+        card.check_weights_present()
         return card
 
     @classmethod
@@ -234,8 +241,7 @@ def sha256_of(path: Path) -> str:
 def load_model(card: ModelCard) -> torch.nn.Module:
     """Build the network and load its weights after checking the checksum; no pickle involved."""
     weights = card.weights_path
-    if not weights.is_file():
-        raise InputError(f"weights file {weights} named by the model card is missing; reinstall the model.")
+    card.check_weights_present()
     actual = sha256_of(weights)
     if actual != card.sha256:
         raise InputError(f"weights file {weights} does not match the checksum in its model card "
