@@ -20,7 +20,7 @@ from braintumorseg.preprocessing import NormalizationSpec
 
 from .averaging import average_weights, snapshots_from
 from .checkpoint import model_weights, weights_origin
-from .data import load_cases, read_manifest
+from .data import MANIFEST, load_cases, read_manifest
 from .files import read_json
 from .train import TrainConfig, mixed_precision, validate
 
@@ -133,7 +133,7 @@ def export_run(settings: ExportSettings) -> ModelCard:
                          f"{settings.roi_size}.")
     check_output_folder(settings.out, "--out")
     config = read_config(settings.run)
-    manifest_path = Path(config.cache) / "manifest.json"
+    manifest_path = Path(config.cache) / MANIFEST
     if not manifest_path.is_file():
         raise InputError(f"the run's cache manifest {manifest_path} is missing; the card needs its spacing "
                          "and normalization.")

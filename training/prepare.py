@@ -21,7 +21,7 @@ from braintumorseg.output_paths import check_output_folder
 from braintumorseg.preprocessing import (NormalizationSpec, PreprocessSettings, Preprocessor,
                                          model_grid_shape, resize, stack_channels)
 
-from .data import read_manifest
+from .data import MANIFEST, read_manifest
 from .discovery import WHOLE_TUMOUR_ONLY, LabelledCase
 
 
@@ -146,7 +146,7 @@ def kept_in_cache(previous: dict, settings: PrepareSettings) -> None:
 def prepare(cases: list[LabelledCase], settings: PrepareSettings) -> list[dict]:
     """Prepare every case with parallel workers; write and return the manifest (cases already done are kept)."""
     check_settings(settings)
-    manifest_path = settings.cache / "manifest.json"
+    manifest_path = settings.cache / MANIFEST
     previous = read_manifest(settings.cache) if manifest_path.exists() else {"cases": []}
     if previous["cases"]:
         kept_in_cache(previous, settings)
