@@ -12,6 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from braintumorseg.cli import main
+from braintumorseg.inference import select_device
 
 from conftest import synthetic_case, write_label_maps
 
@@ -36,7 +37,7 @@ def test_segment_with_json_progress(capsys, tiny_card, synthetic, tmp_path):
     assert grid(sitk.ReadImage(str(output))) == grid(sitk.ReadImage(str(synthetic["t1c"])))
     saved = json.loads(report.read_text())
     assert saved["label_convention"] == "brats2023" and set(saved["inputs"]) == {"t1c", "flair"}
-    assert saved["device"] == "cpu" and saved["precision"] == "float32"
+    assert saved["device"] == select_device("auto").type and saved["precision"] == "float32"
 
 
 def test_batch_continues_past_a_broken_case(capsys, tiny_card, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from braintumorseg.benchmark import precision_comparison
 from braintumorseg.inference import InferenceSettings, cpu_has_native_bfloat16
@@ -43,10 +44,16 @@ def test_sample_case_dice_stays_above_floor(card, sample, tmp_path, subset):
         assert scores[region]["dice"] >= floor, f"{subset} {region} Dice {scores[region]['dice']:.3f} < {floor}"
 
 
-@pytest.mark.skipif(not cpu_has_native_bfloat16(), reason="this CPU has no native bfloat16: the engine runs in float32")
-def test_bfloat16_labels_match_float32_on_the_sample_case(card):
-    settings = SegmentationSettings(inference=InferenceSettings(device="cpu", tta=False))
+REDUCED = [pytest.param("cpu", "bfloat16", marks=pytest.mark.skipif(
+                not cpu_has_native_bfloat16(), reason="this CPU has no native bfloat16: the engine runs in float32")),
+           pytest.param("cuda", "float16", marks=pytest.mark.skipif(
+               not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)"))]
+
+
+@pytest.mark.parametrize("device, precision", REDUCED)
+def test_reduced_precision_labels_match_float32_on_the_sample_case(card, device, precision):
+    settings = SegmentationSettings(inference=InferenceSettings(device=device, tta=False))
     result = precision_comparison(card, settings)
     print(result)
-    assert result["precision"] == "bfloat16" and 0 < result["max_probability_difference"] < 0.2
+    assert result["precision"] == precision and 0 < result["max_probability_difference"] < 0.2
     assert all(dice >= 0.98 for dice in result["dice_against_float32"].values()), result

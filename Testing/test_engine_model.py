@@ -139,6 +139,61 @@ def test_the_cpu_runs_the_network_channels_last_with_the_same_result(tiny_card):
     assert np.abs(segmenter.predict(volume) - expected).max() < 1e-5
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+
+
+@pytest.fixture
+def cuda_memory_cap():
+    """Caps this process's CUDA memory at what it holds now plus a given number of bytes; lifted afterwards."""
+    total = torch.cuda.get_device_properties(0).total_memory
+
+    def cap(extra: int) -> None:
+        torch.cuda.empty_cache()
+        torch.cuda.set_per_process_memory_fraction((torch.cuda.memory_reserved() + extra) / total)
+    yield cap
+    torch.cuda.set_per_process_memory_fraction(1.0)
+    torch.cuda.empty_cache()
+
+
+def cuda_bytes_needed(segmenter: Segmenter, volume: np.ndarray) -> tuple[int, np.ndarray]:
+    """The CUDA memory one prediction reserves beyond what is held before it, and the prediction."""
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_reserved()
+    probabilities = segmenter.predict(volume)
+    return torch.cuda.max_memory_reserved() - before, probabilities
+
+
+@CUDA
+def test_cuda_out_of_memory_falls_back_to_the_cpu_with_the_cpu_result(tiny_card, cuda_memory_cap):
+    volume = np.random.default_rng(5).normal(size=(4, 64, 64, 64)).astype(np.float32)
+    expected = Segmenter(tiny_card, InferenceSettings(device="cpu", tta=False)).predict(volume)
+    segmenter = Segmenter(tiny_card, InferenceSettings(device="cuda", tta=False))
+    cuda_memory_cap(0)  # not a byte more on the GPU: the 64³ pass fails, then the 32³ windows, then the CPU runs
+    probabilities = segmenter.predict(volume)
+    assert segmenter.warnings == ["cuda ran out of memory; retrying with [32, 32, 32] windows.",
+                                  "cuda ran out of memory; running on the CPU."]
+    assert segmenter.device.type == "cpu" and segmenter.roi == list(tiny_card.roi_size)
+    assert np.abs(probabilities - expected).max() < 1e-6
+
+
+@CUDA
+def test_cuda_out_of_memory_retries_with_smaller_windows_on_the_gpu(tiny_card, cuda_memory_cap):
+    volume = np.random.default_rng(6).normal(size=(4, 96, 96, 96)).astype(np.float32)
+    whole, windows = (Segmenter(tiny_card, InferenceSettings(device="cuda", tta=False)) for _ in range(2))
+    whole.roi, windows.roi = [96] * 3, [48] * 3
+    needed_whole, _ = cuda_bytes_needed(whole, volume)
+    needed_windows, expected = cuda_bytes_needed(windows, volume)
+    assert needed_windows < needed_whole, (needed_windows, needed_whole)
+    segmenter = Segmenter(tiny_card, InferenceSettings(device="cuda", tta=False))
+    segmenter.roi = [96] * 3
+    cuda_memory_cap((needed_windows + needed_whole) // 2)  # enough for 48³ windows, not for one 96³ pass
+    probabilities = segmenter.predict(volume)
+    assert segmenter.warnings == ["cuda ran out of memory; retrying with [48, 48, 48] windows."]
+    assert segmenter.device.type == "cuda"
+    assert np.abs(probabilities - expected).max() < 1e-3
+
+
 def test_sliding_window_is_used_beyond_the_roi(tiny_card):
     segmenter = Segmenter(tiny_card, InferenceSettings(device="cpu"))
     segmenter.roi = [16, 16, 16]

@@ -9,6 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from braintumorseg.errors import Cancelled
+from braintumorseg.inference import select_device
 from braintumorseg.pipeline import STAGE_WEIGHTS, CancelToken, Pipeline, SegmentationSettings, tumour_volumes_ml
 from braintumorseg.postprocessing import PostprocessSettings
 
@@ -23,7 +24,7 @@ def test_progress_report_and_output(tiny_card, synthetic, tmp_path):
     stages = [s for s, _ in events if s != "done"]
     assert list(dict.fromkeys(stages)) == list(STAGE_WEIGHTS)      # every stage, in order
     assert set(report.stage_seconds) >= set(STAGE_WEIGHTS) - {"write output"}
-    assert report.total_seconds > 0 and report.device == "cpu" and report.reference == "t1c"
+    assert report.total_seconds > 0 and report.device == select_device("auto").type and report.reference == "t1c"
     saved = json.loads(report_path.read_text())
     assert saved["volumes_ml"] == report.volumes_ml and saved["output"] == str(output)
     labels = sitk.ReadImage(str(output))

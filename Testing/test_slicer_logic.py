@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import vtk
 
 slicer = pytest.importorskip("slicer")
+import vtk  # noqa: E402  (slicer-core brings it)
 
 from BrainTumorSegLib.headless import new_scene  # noqa: E402
 from BrainTumorSegLib.logic import SegmentationLogic, SegmentationOptions, input_problems  # noqa: E402

@@ -21,7 +21,7 @@ from training_synthetic import small_training_set
 
 from braintumorseg import __version__
 from braintumorseg.errors import InputError
-from braintumorseg.inference import cpu_has_native_bfloat16
+from braintumorseg.inference import compute_dtype, select_device
 from braintumorseg.modelcard import ModelCard, load_model, sha256_of
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 from braintumorseg.preprocessing import PreprocessSettings
@@ -49,8 +49,10 @@ def prepared(tmp_path_factory):
 
 
 def tiny(base: Path, out: str, **changes) -> TrainConfig:
+    """A 4-step run on the CPU, where runs are bit-for-bit repeatable (cuDNN's tuned kernels are not)."""
     config = TrainConfig(cache=str(base / "cache"), out=str(base / out), validation=[VALIDATION], steps=4,
-                         batch_size=2, patch=32, init_filters=8, warmup=2, val_every=2, checkpoint_every=100)
+                         batch_size=2, patch=32, init_filters=8, warmup=2, val_every=2, checkpoint_every=100,
+                         device="cpu")
     return replace(config, **changes)
 
 
@@ -90,6 +92,22 @@ def test_resume_gives_the_same_state_as_one_run(run, prepared):
     assert all(torch.equal(straight[k], one["model." + k]) for k in straight)
     losses = [[r["loss"] for r in csv.DictReader((prepared / d / "log.csv").open())] for d in ("run", "resumed")]
     assert losses[0] == losses[1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_training_on_cuda_runs_float16_with_a_gradient_scaler_and_resumes(prepared):
+    """A stop at step 2 and a resume on the GPU: the scaler's state is checkpointed and the run ends at step 4."""
+    config = tiny(prepared, "cuda", device="auto")
+    train(config, until=2)
+    saved = json.loads((prepared / "cuda" / "checkpoint.json").read_text())
+    assert saved["step"] == 2 and saved["scaler"]["scale"] > 0
+    train(config)
+    meta = json.loads((prepared / "cuda" / "checkpoint.json").read_text())
+    assert meta["step"] == 4 and meta["devices"] == [torch.cuda.get_device_name(0)]
+    rows = list(csv.DictReader((prepared / "cuda" / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and all(np.isfinite(float(r["loss"])) for r in rows)
+    assert all(torch.isfinite(w).all() for w in model_weights(prepared / "cuda" / "checkpoint.safetensors").values())
+    assert 0 <= meta["last_metrics"]["all/WT"] <= 1
 
 
 def test_loader_workers_train_on_the_same_batches(run, prepared):
@@ -248,7 +266,7 @@ def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys
     flair = [float(r["WT_dice"]) for r in rows if r["subset"] == "flair"]
     assert means["flair"]["WT"]["dice_mean"] == pytest.approx(np.mean(flair), abs=1e-4)
     assert "| flair+t1c |" in (out / "means.md").read_text()
-    precision = "bfloat16" if cpu_has_native_bfloat16() else "float32"
+    precision = str(compute_dtype(select_device("auto"))).removeprefix("torch.")  # the engine's default
     assert json.loads((out / "means.json").read_text())["pipeline"] == {"engine": __version__,
                                                                      "bias_correction": False, "tta": True,
                                                                      "min_cluster_ml": 0.1, "precision": precision}
@@ -338,6 +356,7 @@ def test_bad_training_settings_are_refused_before_anything_is_written(run, prepa
     }
     if not torch.cuda.is_available():
         mistakes[("benchmark", "--device", "cuda", "--steps", "1")] = "--device cuda: PyTorch sees no CUDA GPU"
+        mistakes[("train", "--cache", cache, "--out", out, "--device", "cuda")] = "--device cuda: PyTorch sees no CUDA GPU"
     for argv, expected in mistakes.items():
         assert main(list(argv)) == 2, argv
         printed = capsys.readouterr().err
@@ -353,7 +372,8 @@ def test_bad_training_settings_are_refused_before_anything_is_written(run, prepa
 
 def test_benchmark_times_both_precisions_and_splits_sampling_from_the_network():
     lines: list[str] = []
-    results = run_benchmark(BenchmarkSettings(batch_size=1, patch=32, init_filters=8, steps=2, warmup=1, threads=2),
+    results = run_benchmark(BenchmarkSettings(batch_size=1, patch=32, init_filters=8, steps=2, warmup=1, threads=2,
+                                             device="cpu"),
                             log=lines.append)
     assert list(results) == ["fp32", "bf16 autocast"]
     for r in results.values():
@@ -364,7 +384,8 @@ def test_benchmark_times_both_precisions_and_splits_sampling_from_the_network():
 
 def test_ddp_on_two_cpu_processes(prepared):
     """torchrun with 2 gloo processes: the run completes and both replicas hold identical weights."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'BrainTumorSeg'}")
+    path = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "BrainTumorSeg"), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
     failures = []
     # Gloo's socket teardown very rarely aborts a process after the run has finished (seen once in ~17
     # runs); a second attempt in a fresh folder tells that apart from a run that does not work.
@@ -372,7 +393,8 @@ def test_ddp_on_two_cpu_processes(prepared):
         out = prepared / f"ddp{attempt}"
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                    "-m", "training", "train", "--cache", str(prepared / "cache"), "--out", str(out), "--steps", "3",
-                   "--patch", "32", "--init-filters", "8", "--val-every", "100", "--checkpoint-every", "100"]
+                   "--patch", "32", "--init-filters", "8", "--val-every", "100", "--checkpoint-every", "100",
+                   "--device", "cpu"]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
         if result.returncode == 0:
             break

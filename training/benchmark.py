@@ -9,13 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from braintumorseg.errors import InputError
 from braintumorseg.inference import autocast
 from braintumorseg.network import build_network
 
 from .data import CachedCase, PatchSampler, SamplerSettings
 from .losses import RegionLoss
-from .train import TrainConfig, check_config, describe_device
+from .train import TrainConfig, check_config, describe_device, training_device
 
 
 @dataclass(frozen=True)
@@ -85,12 +84,10 @@ class TimedTraining:
 def run_benchmark(settings: BenchmarkSettings, log=print) -> dict[str, dict[str, float]]:
     """Time fp32 and mixed precision (bf16 on CPU, fp16 on CUDA) with alternating steps, print medians."""
     check_config(settings.config())
-    if settings.device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: PyTorch sees no CUDA GPU here; use --device cpu (or auto).")
+    device = training_device(settings.device)
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    cuda = torch.cuda.is_available() and settings.device in ("auto", "cuda")
-    device = torch.device("cuda" if cuda else "cpu")
+    cuda = device.type == "cuda"
     torch.backends.cudnn.benchmark = cuda  # as train() does
     name = describe_device(device, 1) + ("" if cuda else f" ({os.cpu_count()} cores)")
     log(f"training step: SegResNet init_filters {settings.init_filters}, batch {settings.batch_size}, "

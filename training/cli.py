@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--loader-workers", type=int, default=0, metavar="N",
                          help="prepare batches ahead in N processes (same batches; keeps a GPU busy)")
         sub.add_argument("--no-amp", action="store_true")
+        sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                         help="auto: the CUDA GPU when PyTorch sees one, else the CPU")
         sub.add_argument("--until", type=int, default=0,
                          help="stop at this step (checkpointed) and resume later with the same command")
         if name == "finetune":
@@ -188,7 +190,8 @@ def _train(args: argparse.Namespace) -> int:
                          modality_dropout=args.modality_dropout,
                          val_every=args.val_every, checkpoint_every=args.checkpoint_every,
                          snapshot_every=args.snapshot_every, seed=args.seed, amp=not args.no_amp,
-                         threads=args.threads, loader_workers=args.loader_workers, init_weights=init)
+                         threads=args.threads, loader_workers=args.loader_workers, init_weights=init,
+                         device=args.device)
     meta = train(config, args.until)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"finished at step {meta['step']}; best step {meta.get('best_step')} "

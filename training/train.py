@@ -58,6 +58,7 @@ class TrainConfig:
     threads: int = 0
     loader_workers: int = 0
     init_weights: str = ""
+    device: str = "auto"  # auto: this process's CUDA GPU when PyTorch sees one, else the CPU
 
     def architecture(self) -> ArchitectureSpec:
         return ArchitectureSpec("SegResNet", dict(
@@ -107,7 +108,8 @@ def start_weights(config: TrainConfig, model: torch.nn.Module) -> None:
 
 # Settings a resumed run may change: where things are (the start weights too, read only at step 0) and how
 # many processes prepare the batches.
-RESUMABLE_CHANGES = {"cache", "out", "init_weights", "threads", "loader_workers"}
+RESUMABLE_CHANGES = {"cache", "out", "init_weights", "threads", "loader_workers", "device"}
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def _shown(value: object) -> str:
@@ -212,10 +214,20 @@ def describe_device(device: torch.device, world: int) -> str:
     return name if world == 1 else f"{world} processes on {name}"
 
 
-def _distributed() -> tuple[int, int]:
+def training_device(name: str) -> torch.device:
+    """`auto`: this process's CUDA GPU (LOCAL_RANK under torchrun) when PyTorch sees one, else the CPU."""
+    if name not in DEVICES:
+        raise InputError(f"--device must be one of {', '.join(DEVICES)}, not '{name}'.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: PyTorch sees no CUDA GPU here; use --device cpu (or auto).")
+    cuda = name != "cpu" and torch.cuda.is_available()
+    return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+
+
+def _distributed(device: torch.device) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
@@ -229,8 +241,8 @@ def replicas_identical(model: torch.nn.Module, world: int) -> bool:
 
 def train(config: TrainConfig, until: int = 0) -> dict:
     """Train (or resume) until `config.steps`, or stop early at step `until` (resume later)."""
-    rank, world = _distributed()
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    device = training_device(config.device)
+    rank, world = _distributed(device)
     torch.manual_seed(config.seed)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # the patch size is fixed: tune convolutions once
     out = Path(config.out)
