@@ -278,6 +278,7 @@ def test_evaluate_bad_inputs(capsys, synthetic, tmp_path):
     scores = tmp_path / "scores.json"
     for argv, expected in (
             (["--prediction", tmp_path / "none.nii.gz", "--reference", reference], "file not found"),
+            (["--prediction", reference, "--reference", tmp_path], "is a folder; give a label map file"),
             (["--prediction", other_grid, "--reference", reference], "not on the same grid"),
             (["--prediction", synthetic["t1"], "--reference", reference], "non-integer values"),
             (["--prediction", reference, "--reference", reference, "--reference-convention", "brats2023"],

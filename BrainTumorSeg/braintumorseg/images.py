@@ -20,13 +20,13 @@ LABEL_VALUES = {0, 1, 2, 3, 4}
 MIN_VOXELS_PER_AXIS = 8
 
 
-def check_file(path: str | os.PathLike, what: str = "image") -> Path:
+def check_file(path: str | os.PathLike, what: str = "image", kind: str = "an image file") -> Path:
     """Refuse a path that is missing or a folder, before any work is done."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{what}: file not found: {path}. Check the path.")
     if path.is_dir():
-        raise InputError(f"{what}: {path} is a folder; give an image file (NIfTI, NRRD or MHA).")
+        raise InputError(f"{what}: {path} is a folder; give {kind} (NIfTI, NRRD or MHA).")
     return path
 
 

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .errors import InputError
-from .images import same_grid
+from .images import check_file, same_grid
 from .labels import REGION_CLASSES, REGIONS, to_internal
 
 MAX_HD95_MM = round(float(np.sqrt(240.0 ** 2 + 240.0 ** 2 + 155.0 ** 2)), 2)
@@ -86,9 +86,7 @@ def region_scores(prediction: np.ndarray, reference: np.ndarray,
 
 def read_label_map(path: str | os.PathLike, convention: str, what: str) -> tuple[np.ndarray, sitk.Image]:
     """Read a label file and convert it from `convention` to internal classes."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{what}: file not found: {path}. Check the path.")
+    path = str(check_file(path, what, "a label map file"))
     try:
         image = sitk.ReadImage(path)
     except RuntimeError:
