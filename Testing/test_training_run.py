@@ -370,12 +370,16 @@ def test_bad_training_settings_are_refused_before_anything_is_written(run, prepa
     assert (run / "checkpoint.json").read_text() == before
 
 
-def test_benchmark_times_both_precisions_and_splits_sampling_from_the_network():
+@pytest.mark.parametrize("device, reduced", [
+    ("cpu", "bf16"),
+    pytest.param("cuda", "fp16", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                          reason="needs a CUDA GPU (none on this machine)"))])
+def test_benchmark_times_both_precisions_and_splits_sampling_from_the_network(device, reduced):
     lines: list[str] = []
     results = run_benchmark(BenchmarkSettings(batch_size=1, patch=32, init_filters=8, steps=2, warmup=1, threads=2,
-                                             device="cpu"),
+                                             device=device),
                             log=lines.append)
-    assert list(results) == ["fp32", "bf16 autocast"]
+    assert list(results) == ["fp32", f"{reduced} autocast"]
     for r in results.values():
         assert r["patches_per_s"] == pytest.approx(1 / r["s_per_step"])
         assert 0 < r["sampling_s_per_step"] < r["s_per_step"] and 0 < r["network_s_per_step"] <= r["s_per_step"]
