@@ -169,7 +169,7 @@ def test_cuda_out_of_memory_falls_back_to_the_cpu_with_the_cpu_result(tiny_card,
     volume = np.random.default_rng(5).normal(size=(4, 64, 64, 64)).astype(np.float32)
     expected = Segmenter(tiny_card, InferenceSettings(device="cpu", tta=False)).predict(volume)
     segmenter = Segmenter(tiny_card, InferenceSettings(device="cuda", tta=False))
-    cuda_memory_cap(0)  # not a byte more on the GPU: the 64³ pass fails, then the 32³ windows, then the CPU runs
+    cuda_memory_cap(0)  # not a byte more on the GPU: the input cannot reach it, at 64³ nor in 32³ windows
     probabilities = segmenter.predict(volume)
     assert segmenter.warnings == ["cuda ran out of memory; retrying with [32, 32, 32] windows.",
                                   "cuda ran out of memory; running on the CPU."]
@@ -182,6 +182,7 @@ def test_cuda_out_of_memory_retries_with_smaller_windows_on_the_gpu(tiny_card, c
     volume = np.random.default_rng(6).normal(size=(4, 96, 96, 96)).astype(np.float32)
     whole, windows = (Segmenter(tiny_card, InferenceSettings(device="cuda", tta=False)) for _ in range(2))
     whole.roi, windows.roi = [96] * 3, [48] * 3
+    whole.predict(volume), windows.predict(volume)  # one-time set-up (cuDNN's workspace) is not measured
     needed_whole, _ = cuda_bytes_needed(whole, volume)
     needed_windows, expected = cuda_bytes_needed(windows, volume)
     assert needed_windows < needed_whole, (needed_windows, needed_whole)
@@ -210,7 +211,7 @@ def test_pad_to_multiple():
 def test_small_clusters_are_removed_large_kept():
     classes = np.zeros((30, 30, 30), np.uint8)
     classes[2:12, 2:12, 2:12] = ED          # 1000 voxels = 1 mL at 1 mm
-    classes[5:8, 5:8, 5:8] = ET
+    classes[4:9, 4:9, 4:9] = ET             # 125 voxels
     classes[20:22, 20:22, 20:22] = NCR      # 8 voxels = 0.008 mL
     classes[25, 25, 25] = ET                # 1 voxel
     kept = remove_small_clusters(classes, (1.0, 1.0, 1.0), min_cluster_ml=0.05)
@@ -219,6 +220,25 @@ def test_small_clusters_are_removed_large_kept():
     np.testing.assert_array_equal(remove_small_clusters(classes, (1.0, 1.0, 1.0), 0.0), classes)
     # at 4 mm the 8-voxel cluster is 0.512 mL and stays
     assert remove_small_clusters(classes, (4.0, 4.0, 4.0), 0.5)[20, 20, 20] == NCR
+
+
+def test_small_clusters_inside_the_tumour_become_the_next_region_out():
+    """A speck of core in edema becomes edema, a speck of enhancing tumour in the core becomes core."""
+    classes = np.zeros((30, 30, 30), np.uint8)
+    classes[2:28, 2:28, 2:28] = ED
+    classes[5:12, 5:12, 5:12] = NCR         # 343 voxels of core, kept
+    classes[7:10, 7:10, 7:10] = ET          # 27 voxels of enhancing tumour inside it
+    classes[20:23, 20:23, 20:23] = ET       # 27 voxels of core (all enhancing) inside the edema
+    classes[15:22, 4:11, 4:11] = NCR        # 343 voxels of core with a 1-voxel enhancing speck
+    classes[18, 7, 7] = ET
+    kept = remove_small_clusters(classes, (1.0, 1.0, 1.0), min_cluster_ml=0.05)
+    expected = classes.copy()
+    expected[7:10, 7:10, 7:10] = NCR
+    expected[20:23, 20:23, 20:23] = ED
+    expected[18, 7, 7] = NCR
+    np.testing.assert_array_equal(kept, expected)
+    classes[6:11, 6:11, 6:11] = ET          # 125 voxels of enhancing tumour: kept
+    np.testing.assert_array_equal(remove_small_clusters(classes, (1.0, 1.0, 1.0), 0.05)[6:11, 6:11, 6:11], ET)
 
 
 def test_regions_become_nested_classes():

@@ -99,11 +99,15 @@ def test_training_on_cuda_runs_float16_with_a_gradient_scaler_and_resumes(prepar
     """A stop at step 2 and a resume on the GPU: the scaler's state is checkpointed and the run ends at step 4."""
     config = tiny(prepared, "cuda", device="auto")
     train(config, until=2)
-    saved = json.loads((prepared / "cuda" / "checkpoint.json").read_text())
+    checkpoint = prepared / "cuda" / "checkpoint.json"
+    saved = json.loads(checkpoint.read_text())
     assert saved["step"] == 2 and saved["scaler"]["scale"] > 0
+    saved["scaler"]["scale"] = 1024.0  # a scale a fresh scaler (65536) cannot reach by halving twice
+    checkpoint.write_text(json.dumps(saved))
     train(config)
-    meta = json.loads((prepared / "cuda" / "checkpoint.json").read_text())
+    meta = json.loads(checkpoint.read_text())
     assert meta["step"] == 4 and meta["devices"] == [torch.cuda.get_device_name(0)]
+    assert meta["scaler"]["scale"] <= 1024.0, "the resumed run must go on with the checkpointed scale"
     rows = list(csv.DictReader((prepared / "cuda" / "log.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and all(np.isfinite(float(r["loss"])) for r in rows)
     assert all(torch.isfinite(w).all() for w in model_weights(prepared / "cuda" / "checkpoint.safetensors").values())
@@ -356,7 +360,8 @@ def test_bad_training_settings_are_refused_before_anything_is_written(run, prepa
     }
     if not torch.cuda.is_available():
         mistakes[("benchmark", "--device", "cuda", "--steps", "1")] = "--device cuda: PyTorch sees no CUDA GPU"
-        mistakes[("train", "--cache", cache, "--out", out, "--device", "cuda")] = "--device cuda: PyTorch sees no CUDA GPU"
+        mistakes[("train", "--cache", cache, "--out", out, "--device", "cuda")] = \
+            "--device cuda: PyTorch sees no CUDA GPU"
     for argv, expected in mistakes.items():
         assert main(list(argv)) == 2, argv
         printed = capsys.readouterr().err

@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the network in float32 (default: float16 on CUDA, bfloat16 on a CPU that computes "
                           "it natively, about twice as fast; labels differ in a few boundary voxels)")
     run.add_argument("--min-cluster-ml", type=_non_negative_float, default=PostprocessSettings.min_cluster_ml,
-                     metavar="ML", help="remove tumour clusters smaller than this (mL; default %(default)s)")
+                     metavar="ML", help="remove tumour clusters smaller than this; a smaller core cluster becomes "
+                                        "edema, an enhancing one necrotic core (mL; default %(default)s)")
     run.add_argument("--label-convention", choices=OUTPUT_CONVENTIONS, default="brats2021",
                      help="output labels: brats2021 = 1 necrotic core, 2 edema, 4 enhancing; "
                           "brats2023 = 1/2/3 (default %(default)s)")
