@@ -51,13 +51,16 @@ SECOND_CASE = SHARED_DATA / "pseudo_4modal" / "TCGA-DU-7294"
 
 @pytest.mark.skipif(not SECOND_CASE.is_dir(),
                     reason=f"real data absent: {SECOND_CASE} (see ../shared/data/PROVENANCE.md)")
-def test_a_case_without_enhancing_tumour_gets_none(card, tmp_path):
+def test_a_case_without_enhancing_tumour_gets_none_and_its_island_is_flagged(card, tmp_path):
     """TCGA-DU-7294, never used in training, has no enhancing tumour in its consensus label (five BraTS-2020
-    algorithms). Engine 0.3.0 left a 7-voxel speck of it inside the core, which scores ET Dice 0."""
+    algorithms). Engine 0.3.0 left a 7-voxel speck of it inside the core, which scores ET Dice 0. All four
+    sequences also give a 1.3 mL cluster of edema at the inferior edge of the brain, which the report flags."""
     names = {"t1": "t1", "t1c": "t1c", "t2": "t2", "flair": "fla"}
     output = tmp_path / "labels.nii.gz"
-    Pipeline(card).segment_files({m: SECOND_CASE / f"TCGA-DU-7294_{n}_bet.nii.gz" for m, n in names.items()},
-                                 output)
+    report = Pipeline(card).segment_files(
+        {m: SECOND_CASE / f"TCGA-DU-7294_{n}_bet.nii.gz" for m, n in names.items()}, output)
+    islands = [w for w in report.warnings if "cluster of edema without tumour core" in w]
+    assert len(islands) == 1 and islands[0].startswith("a separate 1.3 mL cluster"), report.warnings
     predicted, image = read_label_map(output, "brats2021", "prediction")
     reference, _ = read_label_map(SECOND_CASE / "fusion" / "mav.nii.gz", "brats2021", "reference")
     scores = region_scores(predicted, reference, image.GetSpacing()[::-1])

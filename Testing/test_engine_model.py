@@ -16,7 +16,9 @@ from braintumorseg.inference import (MIRRORS, InferenceSettings, Segmenter, cpu_
 from braintumorseg.labels import (CONVENTIONS, ED, ET, NCR, from_internal, internal_from_regions,
                                   regions_from_internal, to_internal)
 from braintumorseg.modelcard import ModelCard, load_model
-from braintumorseg.postprocessing import PostprocessSettings, classes_from_probabilities, remove_small_clusters
+from braintumorseg.pipeline import island_warnings
+from braintumorseg.postprocessing import (CorelessCluster, PostprocessSettings, classes_from_probabilities,
+                                         coreless_clusters, remove_small_clusters)
 
 
 @pytest.fixture
@@ -239,6 +241,30 @@ def test_small_clusters_inside_the_tumour_become_the_next_region_out():
     np.testing.assert_array_equal(kept, expected)
     classes[6:11, 6:11, 6:11] = ET          # 125 voxels of enhancing tumour: kept
     np.testing.assert_array_equal(remove_small_clusters(classes, (1.0, 1.0, 1.0), 0.05)[6:11, 6:11, 6:11], ET)
+
+
+def test_clusters_of_edema_alone_beside_the_tumour_are_found_with_size_and_distance():
+    classes = np.zeros((40, 40, 40), np.uint8)
+    classes[2:12, 2:12, 2:12] = ED
+    classes[4:10, 4:10, 4:10] = NCR          # the tumour: centre (6.5, 6.5, 6.5)
+    classes[30:34, 30:34, 30:34] = ED         # 64 voxels of edema alone: centre (31.5, 31.5, 31.5)
+    classes[20:22, 2:4, 2:4] = ED             # 8 voxels of edema alone: centre (20.5, 2.5, 2.5)
+    assert coreless_clusters(classes, (1.0, 1.0, 1.0)) == [CorelessCluster(0.06, round(25 * np.sqrt(3), 1)),
+                                                           CorelessCluster(0.01, round(np.sqrt(14 ** 2 + 32), 1))]
+    assert coreless_clusters(classes, (2.0, 1.0, 1.0))[0].volume_ml == 0.13  # anisotropic voxels count in mL
+    classes[14:16, 14:16, 14:16] = ET         # a second, smaller cluster with core: distances stay from the largest
+    assert [c.volume_ml for c in coreless_clusters(classes, (1.0, 1.0, 1.0))] == [0.06, 0.01]
+    assert coreless_clusters(np.where(classes == ED, ED, 0).astype(np.uint8), (1.0, 1.0, 1.0)) == []  # no core
+    assert coreless_clusters(classes[:13, :13, :13], (1.0, 1.0, 1.0)) == []  # one cluster
+
+
+def test_island_warnings_name_the_largest_and_count_the_rest():
+    clusters = [CorelessCluster(v, 40.0) for v in (2.0, 1.5, 1.0, 0.5, 0.25)]
+    lines = island_warnings(clusters)
+    assert len(lines) == 4 and lines[0].startswith("a separate 2.0 mL cluster of edema without tumour core, 40 mm")
+    assert "Islands effect" in lines[0]
+    assert lines[-1] == "2 more such clusters, of 0.8 mL together."
+    assert island_warnings([]) == []
 
 
 def test_regions_become_nested_classes():

@@ -21,7 +21,7 @@ from .inference import InferenceSettings, Segmenter
 from .labels import ED, ET, NCR, from_internal
 from .modalities import DISPLAY_NAMES, reference_modality
 from .modelcard import ModelCard
-from .postprocessing import PostprocessSettings, classes_from_probabilities
+from .postprocessing import CorelessCluster, PostprocessSettings, classes_from_probabilities, coreless_clusters
 from .preprocessing import (PreparedCase, PreprocessSettings, Preprocessor, model_grid_shape, resize,
                             stack_channels)
 
@@ -182,6 +182,8 @@ class Pipeline:
             classes[prepared.box] = classes_from_probabilities(
                 probabilities, prepared.spacing_zyx, self._postprocess_settings())
             self._report.volumes_ml = tumour_volumes_ml(classes, prepared.spacing_zyx)
+            islands = coreless_clusters(classes[prepared.box], prepared.spacing_zyx)
+            self._report.warnings.extend(island_warnings(islands))
             labels = sitk.GetImageFromArray(from_internal(classes, self.settings.label_convention))
             labels.CopyInformation(prepared.reference)
         self._report.device = str(self._segmenter.device)
@@ -196,6 +198,17 @@ class Pipeline:
         on_model_grid, cropped_shape = model_input_for_case(prepared, self.card)
         probabilities = self._segmenter.predict(on_model_grid, self.cancel.check)
         return resize(torch.from_numpy(probabilities), cropped_shape).numpy()
+
+
+def island_warnings(clusters: list[CorelessCluster], listed: int = 3) -> list[str]:
+    """One line per cluster of edema without core (the largest `listed`), asking the reader to check it."""
+    lines = [f"a separate {c.volume_ml:.1f} mL cluster of edema without tumour core, {c.distance_mm:.0f} mm from "
+             "the centre of the tumour: a satellite lesion or a false island; check it (Segment Editor, Islands "
+             "effect) before measuring." for c in clusters[:listed]]
+    if len(clusters) > listed:
+        rest = clusters[listed:]
+        lines.append(f"{len(rest)} more such clusters, of {sum(c.volume_ml for c in rest):.1f} mL together.")
+    return lines
 
 
 def model_input_for_case(prepared: PreparedCase, card: ModelCard) -> tuple[np.ndarray, tuple[int, ...]]:

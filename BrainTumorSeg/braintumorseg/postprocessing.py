@@ -44,6 +44,41 @@ def remove_small_clusters(classes: np.ndarray, spacing_zyx: tuple[float, ...],
     return out
 
 
+@dataclass(frozen=True)
+class CorelessCluster:
+    """A whole-tumour cluster without tumour core, apart from the core of the tumour."""
+
+    volume_ml: float
+    distance_mm: float  # between its centre and the centre of the largest cluster that holds core
+
+
+def coreless_clusters(classes: np.ndarray, spacing_zyx: tuple[float, ...]) -> list[CorelessCluster]:
+    """Clusters (26-connected) of edema alone beside a cluster that holds core, largest first. They are often
+    false islands, and sometimes true satellite lesions (expert labels have them), so they are shown, not
+    removed."""
+    tumour = sitk.GetImageFromArray((classes > 0).astype(np.uint8))
+    core = sitk.GetImageFromArray(np.isin(classes, (NCR, ET)).astype(np.uint8))
+    for image in (tumour, core):
+        image.SetSpacing(tuple(float(s) for s in reversed(spacing_zyx)))
+    components = sitk.ConnectedComponent(tumour, True)
+    shapes = sitk.LabelShapeStatisticsImageFilter()
+    shapes.ComputePerimeterOff()
+    shapes.Execute(components)
+    labels = shapes.GetLabels()
+    if len(labels) < 2:
+        return []
+    cores = sitk.LabelStatisticsImageFilter()
+    cores.Execute(core, components)
+    cored = [label for label in labels if cores.GetMaximum(label) > 0]
+    if not cored:
+        return []
+    main = np.array(shapes.GetCentroid(max(cored, key=shapes.GetNumberOfPixels)))
+    found = [CorelessCluster(round(shapes.GetPhysicalSize(label) / 1000.0, 2),
+                             round(float(np.linalg.norm(np.array(shapes.GetCentroid(label)) - main)), 1))
+             for label in labels if label not in cored]
+    return sorted(found, key=lambda c: -c.volume_ml)
+
+
 def classes_from_probabilities(probabilities: np.ndarray, spacing_zyx: tuple[float, ...],
                                settings: PostprocessSettings = PostprocessSettings()) -> np.ndarray:
     """Threshold (WT, TC, ET) probabilities into internal classes and remove small clusters."""
