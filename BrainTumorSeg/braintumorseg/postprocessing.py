@@ -1,4 +1,5 @@
-"""From region probabilities to a clean label map: thresholds, region order, small clusters removed."""
+"""From region probabilities to a clean label map: thresholds, region order, small clusters removed, clusters of
+edema alone found."""
 
 from __future__ import annotations
 
