@@ -26,6 +26,7 @@ from braintumorseg.network import ArchitectureSpec, build_network  # noqa: E402
 from braintumorseg.resources import sample_case  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
 
 
 def make_tiny_card(directory: Path, spacing: float = 4.0, seed: int = 0) -> ModelCard:

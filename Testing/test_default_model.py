@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from braintumorseg.benchmark import precision_comparison
 from braintumorseg.inference import InferenceSettings, cpu_has_native_bfloat16
@@ -12,7 +11,7 @@ from braintumorseg.modelcard import ModelCard, sha256_of
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 from braintumorseg.resources import default_model_card
 
-from conftest import SHARED_DATA
+from conftest import NEEDS_CUDA, SHARED_DATA
 
 # Floors a few points below the Dice measured with brats-segresnet 1.8.0 and engine 0.4.0 (README, "The
 # default model"; TTA with mirrors and FLAIR-keeping subsets, bfloat16: the engine's defaults here): all four
@@ -71,8 +70,7 @@ def test_a_case_without_enhancing_tumour_gets_none_and_its_island_is_flagged(car
 
 REDUCED = [pytest.param("cpu", "bfloat16", marks=pytest.mark.skipif(
                 not cpu_has_native_bfloat16(), reason="this CPU has no native bfloat16: the engine runs in float32")),
-           pytest.param("cuda", "float16", marks=pytest.mark.skipif(
-               not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)"))]
+           pytest.param("cuda", "float16", marks=NEEDS_CUDA)]
 
 
 @pytest.mark.parametrize("device, precision", REDUCED)

@@ -20,6 +20,8 @@ from braintumorseg.pipeline import island_warnings
 from braintumorseg.postprocessing import (CorelessCluster, PostprocessSettings, classes_from_probabilities,
                                          coreless_clusters, remove_small_clusters)
 
+from conftest import NEEDS_CUDA
+
 
 @pytest.fixture
 def card_copy(tiny_card, tmp_path):
@@ -141,9 +143,6 @@ def test_the_cpu_runs_the_network_channels_last_with_the_same_result(tiny_card):
     assert np.abs(segmenter.predict(volume) - expected).max() < 1e-5
 
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
-
-
 @pytest.fixture
 def cuda_memory_cap():
     """Caps this process's CUDA memory at what it holds now plus a given number of bytes; lifted afterwards."""
@@ -166,7 +165,7 @@ def cuda_bytes_needed(segmenter: Segmenter, volume: np.ndarray) -> tuple[int, np
     return torch.cuda.max_memory_reserved() - before, probabilities
 
 
-@CUDA
+@NEEDS_CUDA
 def test_cuda_out_of_memory_falls_back_to_the_cpu_with_the_cpu_result(tiny_card, cuda_memory_cap):
     volume = np.random.default_rng(5).normal(size=(4, 64, 64, 64)).astype(np.float32)
     expected = Segmenter(tiny_card, InferenceSettings(device="cpu", tta=False)).predict(volume)
@@ -179,7 +178,7 @@ def test_cuda_out_of_memory_falls_back_to_the_cpu_with_the_cpu_result(tiny_card,
     assert np.abs(probabilities - expected).max() < 1e-6
 
 
-@CUDA
+@NEEDS_CUDA
 def test_cuda_out_of_memory_retries_with_smaller_windows_on_the_gpu(tiny_card, cuda_memory_cap):
     volume = np.random.default_rng(6).normal(size=(4, 96, 96, 96)).astype(np.float32)
     whole, windows = (Segmenter(tiny_card, InferenceSettings(device="cuda", tta=False)) for _ in range(2))

@@ -17,6 +17,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from safetensors.torch import load_file
+from conftest import NEEDS_CUDA
 from training_synthetic import small_training_set
 
 from braintumorseg import __version__
@@ -94,7 +95,7 @@ def test_resume_gives_the_same_state_as_one_run(run, prepared):
     assert losses[0] == losses[1]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+@NEEDS_CUDA
 def test_training_on_cuda_runs_float16_with_a_gradient_scaler_and_resumes(prepared):
     """A stop at step 2 and a resume on the GPU: the scaler's state is checkpointed and the run ends at step 4."""
     config = tiny(prepared, "cuda", device="auto")
@@ -377,8 +378,7 @@ def test_bad_training_settings_are_refused_before_anything_is_written(run, prepa
 
 @pytest.mark.parametrize("device, reduced", [
     ("cpu", "bf16"),
-    pytest.param("cuda", "fp16", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                          reason="needs a CUDA GPU (none on this machine)"))])
+    pytest.param("cuda", "fp16", marks=NEEDS_CUDA)])
 def test_benchmark_times_both_precisions_and_splits_sampling_from_the_network(device, reduced):
     lines: list[str] = []
     results = run_benchmark(BenchmarkSettings(batch_size=1, patch=32, init_filters=8, steps=2, warmup=1, threads=2,
