@@ -22,7 +22,7 @@ from BrainTumorSegLib.logic import (SegmentationFailed, SegmentationLogic, Segme
 from BrainTumorSegLib.panel_state import button_state, progress_percent, stage_summary, status_text
 from BrainTumorSegLib.runner import InProcessRunner, ProcessRunner, RunState
 from BrainTumorSegLib.segmentation_output import needs_confirmation, show_in_3d
-from braintumorseg.modalities import MODALITIES
+from braintumorseg.modalities import MODALITIES, SHORT_NAMES
 from braintumorseg.resources import DEFAULT_MODEL, model_cards, sample_case
 
 MODULE_DIR = Path(__file__).resolve().parent
@@ -65,7 +65,6 @@ def registerSampleData():
     """Offer the bundled sample case in the Sample Data module, from local files (no download)."""
     import SampleData
 
-    names = {"t1": "T1", "t1c": "T1Gd", "t2": "T2", "flair": "FLAIR"}
     files = sample_case()
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="Brain tumor",
@@ -73,7 +72,7 @@ def registerSampleData():
         thumbnailFileName=str(MODULE_DIR / "Resources" / "Icons" / "BrainTumorSegSample.png"),
         uris=[files[m].as_uri() for m in MODALITIES],
         fileNames=[files[m].name for m in MODALITIES],
-        nodeNames=[f"TCGA-FG-6692 {names[m]}" for m in MODALITIES],
+        nodeNames=[f"TCGA-FG-6692 {SHORT_NAMES[m]}" for m in MODALITIES],
         loadFileType=["VolumeFile"] * len(MODALITIES),
     )
 

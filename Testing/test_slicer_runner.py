@@ -19,6 +19,7 @@ from BrainTumorSegLib.runner import (  # noqa: E402
     parse_progress)
 from BrainTumorSegLib.volume_files import load_volume  # noqa: E402
 from braintumorseg.cli import build_parser  # noqa: E402
+from braintumorseg.resources import default_model_card  # noqa: E402
 
 from test_slicer_logic import exported_labels, node_ids  # noqa: E402
 
@@ -131,3 +132,13 @@ def test_failed_run_gives_the_engine_sentence_and_changes_nothing(sample, tiny_c
     with pytest.raises(SegmentationFailed, match="Select at least one"):
         SegmentationLogic(scene).start({"t1": None}, SegmentationOptions(model=damaged / "model.json"))
     assert node_ids(scene) == before
+
+
+def test_the_panel_gets_the_shipped_models_warning_for_flair_alone(sample):
+    """The background run with the shipped model hands the report's reliability warning to the panel."""
+    scene = new_scene()
+    options = SegmentationOptions(model=default_model_card(), bias_correction=False, tta=False)
+    result = SegmentationLogic(scene, ProcessRunner).segment(sample_nodes(scene, sample, ("flair",)), options)
+    assert any(w.startswith("from FLAIR alone the tumour core and enhancing tumour are much less reliable")
+               and w.endswith("Add T1Gd for them.") for w in result.warnings), result.warnings
+    assert result.volumes_ml["whole_tumour"] > 10

@@ -22,7 +22,7 @@ from .averaging import average_weights, snapshots_from
 from .checkpoint import model_weights, weights_origin
 from .data import MANIFEST, load_cases, read_manifest
 from .files import read_json
-from .train import TrainConfig, mixed_precision, validate
+from .train import TrainConfig, mixed_precision, training_device, validate
 
 DATA_NOTE = ("Trained on BraTS challenge training data (expert labels), which are for research use under "
              "the BraTS terms; these weights are for research only, not for clinical decisions.")
@@ -107,7 +107,7 @@ def chosen_weights(settings: ExportSettings, config: TrainConfig,
     if settings.average_from is not None:
         snapshots = snapshots_from(settings.run, settings.average_from)
         network.load_state_dict(average_weights(list(snapshots.values())))
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = training_device("cpu" if config.device == "cpu" else "auto")  # a saved "cuda" may be absent here
         cases = load_cases(Path(config.cache), config.validation) if config.validation else []
         metrics = validate(network.to(device), cases, device, mixed_precision(config, device)) if cases else {}
         network.cpu()

@@ -7,6 +7,7 @@ import re
 MODALITIES = ("t1", "t1c", "t2", "flair")
 
 DISPLAY_NAMES = {"t1": "T1", "t1c": "T1Gd (T1ce)", "t2": "T2", "flair": "FLAIR"}
+SHORT_NAMES = {"t1": "T1", "t1c": "T1Gd", "t2": "T2", "flair": "FLAIR"}
 
 # Order matters: more specific patterns first (t1ce before t1, t2f/flair before t2).
 _ALIASES: tuple[tuple[str, tuple[str, ...]], ...] = (

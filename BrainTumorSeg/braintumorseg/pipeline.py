@@ -24,6 +24,7 @@ from .modelcard import ModelCard
 from .postprocessing import CorelessCluster, PostprocessSettings, classes_from_probabilities, coreless_clusters
 from .preprocessing import (PreparedCase, PreprocessSettings, Preprocessor, model_grid_shape, resize,
                             stack_channels)
+from .reliability import subset_warnings
 
 # Share of the whole run each stage takes (for the overall progress fraction).
 STAGE_WEIGHTS = {
@@ -175,6 +176,7 @@ class Pipeline:
             raise InputError(f"the model uses {', '.join(self.card.channels)}; none of these was given.")
         prepared = self.preprocessor.run(usable, self._stage, self.cancel.check)
         self._report.warnings.extend(prepared.warnings)
+        self._report.warnings.extend(subset_warnings(self.card, list(usable)))
         with self._stage("inference"):
             probabilities = self._infer(prepared)
         with self._stage("post-processing"):
