@@ -19,7 +19,7 @@ from BrainTumorSegLib import dependencies
 from BrainTumorSegLib.autofill import autofill
 from BrainTumorSegLib.logic import (SegmentationFailed, SegmentationLogic, SegmentationOptions,
                                     SegmentationResult, input_problems)
-from BrainTumorSegLib.panel_state import button_state, progress_percent, stage_summary, status_text
+from BrainTumorSegLib.panel_state import button_state, progress_percent, sequence_notes, stage_summary, status_text
 from BrainTumorSegLib.runner import InProcessRunner, ProcessRunner, RunState
 from BrainTumorSegLib.segmentation_output import needs_confirmation, show_in_3d
 from braintumorseg.modalities import MODALITIES, SHORT_NAMES
@@ -246,7 +246,9 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.advancedCollapsibleButton.enabled = not running
         self.ui.outputSelector.enabled = not running
         if not running and not self.ui.progressBar.visible:
-            self.ui.statusLabel.text = status_text(problems, running=False)
+            notes = [] if problems or not self._parameterNode else sequence_notes(
+                self.logic.modelPath(self._parameterNode.model), [m for m, node in self.inputs().items() if node])
+            self.ui.statusLabel.text = status_text(problems, running=False, notes=notes)
 
     # -- running
 

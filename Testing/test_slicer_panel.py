@@ -7,7 +7,8 @@ import pytest
 from BrainTumorSegLib.autofill import autofill
 from BrainTumorSegLib.dependencies import DECLINED, Requirement, install_question, missing, read_requirements
 from BrainTumorSegLib.panel_state import (CANCEL, CANCELLING, SEGMENT, button_state, progress_percent,
-                                          stage_summary, status_text)
+                                          sequence_notes, stage_summary, status_text)
+from braintumorseg.resources import default_model_card
 
 EMPTY = {"t1": None, "t1c": None, "t2": None, "flair": None}
 
@@ -75,6 +76,18 @@ def test_status_line_speaks_plainly():
     assert progress_percent(0.456) == 46 and progress_percent(1.7) == 100 and progress_percent(-1) == 0
     assert stage_summary({"load inputs": 0.42, "inference": 12.0}, 13.04) == (
         "Done in 13.0 s (load inputs 0.4 s, inference 12.0 s).")
+
+
+def test_before_a_run_the_status_line_says_what_the_selected_sequences_cannot_support(tmp_path):
+    notes = sequence_notes(default_model_card(), ["flair"])
+    assert len(notes) == 1 and notes[0].startswith("from FLAIR alone the tumour core and enhancing tumour")
+    assert status_text([], running=False, notes=notes) == "Ready: click Segment. F" + notes[0][1:]
+    assert sequence_notes(default_model_card(), ["t1", "t1c", "t2", "flair"]) == []
+    assert status_text(["The T2 volume 'x' does not overlap ..."], running=False, notes=notes).startswith("The T2")
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for unreadable in ("missing.json", "broken.json", "list.json"):
+        assert sequence_notes(tmp_path / unreadable, ["flair"]) == []  # Segment reports the card itself
 
 
 def test_requirements_and_missing_packages():

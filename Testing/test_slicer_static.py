@@ -7,6 +7,8 @@ import glob
 import importlib
 import py_compile
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -116,6 +118,21 @@ def test_module_file_compiles_and_its_non_qt_imports_resolve(tmp_path):
                     importlib.import_module(alias.name)
                     checked += 1
     assert checked >= 15
+
+
+def test_the_module_file_opens_without_pytorch():
+    """The panel must open, and its status line read the model card, before the first Segment installs
+    PyTorch: its own imports (those outside the Slicer application) load neither torch nor MONAI."""
+    tree = ast.parse(MODULE_FILE.read_text())
+    modules = sorted({node.module for node in tree.body if isinstance(node, ast.ImportFrom)} |
+                     {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names})
+    ours = [m for m in modules if m.split(".")[0] in ("braintumorseg", "BrainTumorSegLib")]
+    assert "BrainTumorSegLib.panel_state" in ours
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import importlib\n"
+            f"for m in {ours!r}: importlib.import_module(m)\n"
+            "print(sorted(m for m in ('torch', 'monai', 'SimpleITK') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(MODULE)], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 def test_sample_data_registration_names_the_bundled_files():

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
+
+from braintumorseg.reliability import subset_warnings
 
 SEGMENT, CANCEL, CANCELLING = "Segment", "Cancel", "Cancelling…"
 
@@ -39,13 +43,26 @@ def button_state(problems: list[str], running: bool, cancelling: bool = False) -
     return ButtonState(SEGMENT, True, "Segment necrotic core, edema and enhancing tumor.")
 
 
-def status_text(problems: list[str], running: bool, stage: str = "") -> str:
-    """The status line: the first problem, the current stage while running, or what to do next."""
+def status_text(problems: list[str], running: bool, stage: str = "", notes: list[str] = ()) -> str:
+    """The status line: the first problem, the current stage while running, or what to do next (and what
+    the model's validation says of the selected sequences)."""
     if running:
         return f"{STAGE_TEXT.get(stage, stage.capitalize() or 'Starting')}…"
     if problems:
         return problems[0]
-    return "Ready: click Segment."
+    return " ".join(["Ready: click Segment."] + [note[:1].upper() + note[1:] for note in notes])
+
+
+def sequence_notes(card_path: Path, selected: list[str]) -> list[str]:
+    """Before a run: the card's validation warnings for the selected sequences, read without PyTorch.
+
+    An unreadable card gives none here; Segment then reports it with the engine's own sentence.
+    """
+    try:
+        card = json.loads(Path(card_path).read_text())
+        return subset_warnings(card["channels"], card.get("metrics", {}), selected)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
 
 
 def progress_percent(fraction: float) -> int:

@@ -176,7 +176,7 @@ class Pipeline:
             raise InputError(f"the model uses {', '.join(self.card.channels)}; none of these was given.")
         prepared = self.preprocessor.run(usable, self._stage, self.cancel.check)
         self._report.warnings.extend(prepared.warnings)
-        self._report.warnings.extend(subset_warnings(self.card, list(usable)))
+        self._report.warnings.extend(subset_warnings(self.card.channels, self.card.metrics, list(usable)))
         with self._stage("inference"):
             probabilities = self._infer(prepared)
         with self._stage("post-processing"):
