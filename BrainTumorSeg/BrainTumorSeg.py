@@ -122,6 +122,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._lastSegmentation = None
         self._cancelling = False
         self._userCleared = set()
+        self._outcome, self._outcomeInputs = "", None  # the last run's message, and the inputs it was for
         self._autofilling = False
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_MS)
@@ -246,9 +247,19 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.advancedCollapsibleButton.enabled = not running
         self.ui.outputSelector.enabled = not running
         if not running and not self.ui.progressBar.visible:
+            if self._outcomeInputs != self.inputIds():
+                self._outcome = ""  # the inputs changed since the last run: its outcome no longer applies
             notes = [] if problems or not self._parameterNode else sequence_notes(
                 self.logic.modelPath(self._parameterNode.model), [m for m, node in self.inputs().items() if node])
-            self.ui.statusLabel.text = status_text(problems, running=False, notes=notes)
+            self.ui.statusLabel.text = status_text(problems, running=False, notes=notes, outcome=self._outcome)
+
+    def inputIds(self) -> dict:
+        return {m: node.GetID() if node else None for m, node in self.inputs().items()}
+
+    def showOutcome(self, text: str) -> None:
+        """Put a run's outcome on the status line, where it stays until the inputs change."""
+        self._outcome, self._outcomeInputs = text, self.inputIds()
+        self.ui.statusLabel.text = text
 
     # -- running
 
@@ -258,7 +269,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
             if not self.logic.ensureDependencies(ask=True):
-                self.ui.statusLabel.text = dependencies.DECLINED
+                self.showOutcome(dependencies.DECLINED)
                 return
             output = self._parameterNode.outputSegmentation
             confirmed = False
@@ -270,7 +281,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             try:
                 self._job = self.logic.start(self.inputs(), self.options(), output, confirmed)
             except SegmentationFailed as error:
-                self.ui.statusLabel.text = str(error)
+                self.showOutcome(str(error))
                 slicer.util.errorDisplay(str(error))
                 return
             self.ui.progressBar.value = 0
@@ -299,12 +310,12 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         job, self._job = self._job, None
         try:
             if status.state is RunState.CANCELLED:
-                self.ui.statusLabel.text = _("Cancelled; nothing was changed.")
+                self.showOutcome(_("Cancelled; nothing was changed."))
                 return
             try:
                 result = self.logic.finish(job)
             except SegmentationFailed as error:
-                self.ui.statusLabel.text = str(error)
+                self.showOutcome(str(error))
                 slicer.util.errorDisplay(str(error))
                 return
             self.showResult(result)
@@ -322,7 +333,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic.cancel(job)
         self._cancelling = False
         self.ui.progressBar.visible = False
-        self.ui.statusLabel.text = _("Cancelled; nothing was changed.")
+        self.showOutcome(_("Cancelled; nothing was changed."))
         self.updatePanel()
 
     def showResult(self, result: SegmentationResult) -> None:
@@ -334,7 +345,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         text = stage_summary(result.stage_seconds, result.total_seconds)
         if result.warnings:
             text += " " + " ".join(result.warnings)
-        self.ui.statusLabel.text = text
+        self.showOutcome(text)
 
     def onShow3D(self, visible) -> None:
         if self._lastSegmentation is not None and self._lastSegmentation.GetScene() is not None:

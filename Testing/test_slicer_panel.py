@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from BrainTumorSegLib.autofill import autofill
@@ -84,10 +86,21 @@ def test_before_a_run_the_status_line_says_what_the_selected_sequences_cannot_su
     assert status_text([], running=False, notes=notes) == "Ready: click Segment. F" + notes[0][1:]
     assert sequence_notes(default_model_card(), ["t1", "t1c", "t2", "flair"]) == []
     assert status_text(["The T2 volume 'x' does not overlap ..."], running=False, notes=notes).startswith("The T2")
+    card = json.loads(default_model_card().read_text())
+    del card["channels"]  # the engine's default: all four
+    (tmp_path / "no_channels.json").write_text(json.dumps(card))
+    assert sequence_notes(tmp_path / "no_channels.json", ["flair"]) == notes
     (tmp_path / "broken.json").write_text("{not json")
     (tmp_path / "list.json").write_text("[1, 2]")
     for unreadable in ("missing.json", "broken.json", "list.json"):
         assert sequence_notes(tmp_path / unreadable, ["flair"]) == []  # Segment reports the card itself
+
+
+def test_a_runs_outcome_stays_on_the_status_line_until_an_input_problem_replaces_it():
+    outcome = "Done in 13.0 s (inference 9.0 s). A separate 1.5 mL cluster of edema ..."
+    assert status_text([], running=False, notes=["from FLAIR alone ..."], outcome=outcome) == outcome
+    assert status_text(["Select at least one volume."], running=False, outcome=outcome) == "Select at least one volume."
+    assert status_text([], running=True, stage="inference", outcome=outcome) == "Segmenting the tumor…"
 
 
 def test_requirements_and_missing_packages():

@@ -139,6 +139,6 @@ def test_the_panel_gets_the_shipped_models_warning_for_flair_alone(sample):
     scene = new_scene()
     options = SegmentationOptions(model=default_model_card(), bias_correction=False, tta=False)
     result = SegmentationLogic(scene, ProcessRunner).segment(sample_nodes(scene, sample, ("flair",)), options)
-    assert any(w.startswith("from FLAIR alone the tumour core and enhancing tumour are much less reliable")
-               and w.endswith("Add T1Gd for them.") for w in result.warnings), result.warnings
+    assert any(w.startswith("from FLAIR alone the tumour core and enhancing tumour are less reliable")
+               and w.endswith("adding T1Gd restored them in validation.") for w in result.warnings), result.warnings
     assert result.volumes_ml["whole_tumour"] > 10

@@ -18,7 +18,7 @@ from braintumorseg.errors import InputError
 from braintumorseg.images import read_image, resample_to_reference, same_grid, write_text_atomic
 from braintumorseg.labels import ED, REGIONS, to_internal
 from braintumorseg.metrics import region_scores
-from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES
+from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES, subset_modalities
 from braintumorseg.modelcard import ModelCard
 from braintumorseg.output_paths import check_output_folder
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
@@ -33,12 +33,11 @@ def parse_subset(name: str) -> tuple[str, ...]:
     """'all' or modality names joined by '+' (t1, t1c, t2, flair) → modalities in model order."""
     if name == "all":
         return MODALITIES
-    parts = [p.strip().lower() for p in name.split("+") if p.strip()]
-    unknown = [p for p in parts if p not in MODALITIES]
-    if not parts or unknown:
+    modalities = subset_modalities(name)
+    if not modalities:
         raise InputError(f"modality subset '{name}' is not valid: join names from {', '.join(MODALITIES)} "
                          "with '+' (e.g. flair+t1c), or use 'all'.")
-    return tuple(m for m in MODALITIES if m in parts)
+    return modalities
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+from braintumorseg.modalities import MODALITIES
 from braintumorseg.reliability import subset_warnings
 
 SEGMENT, CANCEL, CANCELLING = "Segment", "Cancel", "Cancelling…"
@@ -43,13 +45,17 @@ def button_state(problems: list[str], running: bool, cancelling: bool = False) -
     return ButtonState(SEGMENT, True, "Segment necrotic core, edema and enhancing tumor.")
 
 
-def status_text(problems: list[str], running: bool, stage: str = "", notes: list[str] = ()) -> str:
-    """The status line: the first problem, the current stage while running, or what to do next (and what
-    the model's validation says of the selected sequences)."""
+def status_text(problems: list[str], running: bool, stage: str = "", notes: Sequence[str] = (),
+                outcome: str = "") -> str:
+    """The status line: the current stage while running; when idle the first input problem, else the last
+    run's outcome (kept until the inputs change), else what to do next with what the model's validation
+    says of the selected sequences."""
     if running:
         return f"{STAGE_TEXT.get(stage, stage.capitalize() or 'Starting')}…"
     if problems:
         return problems[0]
+    if outcome:
+        return outcome
     return " ".join(["Ready: click Segment."] + [note[:1].upper() + note[1:] for note in notes])
 
 
@@ -60,8 +66,8 @@ def sequence_notes(card_path: Path, selected: list[str]) -> list[str]:
     """
     try:
         card = json.loads(Path(card_path).read_text())
-        return subset_warnings(card["channels"], card.get("metrics", {}), selected)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return subset_warnings(card.get("channels", list(MODALITIES)), card.get("metrics", {}), selected)
+    except (OSError, ValueError, TypeError, AttributeError):
         return []
 
 

@@ -37,6 +37,15 @@ def modality_from_name(name: str) -> str | None:
     return None
 
 
+def subset_modalities(name: str) -> tuple[str, ...]:
+    """Modality names joined by '+' ("flair+t1c", "FLAIR + T1c") → those modalities in engine order;
+    () when one is not a modality name. ("all" is the caller's to resolve.)"""
+    parts = [p.strip().lower() for p in name.split("+") if p.strip()]
+    if not parts or any(p not in MODALITIES for p in parts):
+        return ()
+    return tuple(m for m in MODALITIES if m in parts)
+
+
 def is_label_name(name: str) -> bool:
     """True for file names that hold a segmentation, not an image (seg, label, truth, mask)."""
     stem = name.lower()
