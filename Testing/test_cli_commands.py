@@ -6,6 +6,7 @@ import contextlib
 import csv
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import SimpleITK as sitk
 
 from braintumorseg.cli import main
 from braintumorseg.inference import select_device
+from braintumorseg.resources import default_model_card
 
 from conftest import synthetic_case, write_label_maps
 
@@ -52,8 +54,14 @@ def test_batch_continues_past_a_broken_case(capsys, tiny_card, tmp_path):
     broken = root / "Brats18_B_1" / "Brats18_B_1_t1ce.nii.gz"
     image = sitk.ReadImage(str(broken)) * 0.0
     sitk.WriteImage(image, str(broken))
+    for other in ("t1", "t1ce", "t2"):  # case C: FLAIR alone, which the card's validation says little of
+        (root / "Brats18_C_1" / f"Brats18_C_1_{other}.nii.gz").unlink()
+    model = shutil.copytree(tiny_card.path.parent, tmp_path / "model") / tiny_card.path.name
+    card = json.loads(model.read_text())
+    card["metrics"] = json.loads(default_model_card().read_text())["metrics"]  # the shipped model's validation
+    model.write_text(json.dumps(card))
     out = tmp_path / "results"
-    code = main(["batch", str(root), "-o", str(out), "--model", str(tiny_card.path), "--no-bias-correction"])
+    code = main(["batch", str(root), "-o", str(out), "--model", str(model), "--no-bias-correction"])
     captured = capsys.readouterr()
     assert code == 2, captured.err
     assert "Brats18_B_1: bad input" in captured.err and "every voxel is zero" in captured.err
@@ -67,6 +75,10 @@ def test_batch_continues_past_a_broken_case(capsys, tiny_card, tmp_path):
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok", "bad input", "ok"]
     assert float(rows[0]["whole_tumour_ml"]) == summary["results"][0]["volumes_ml"]["whole_tumour"]
+    assert "less reliable" not in rows[0]["warnings"] and rows[2]["warnings"].startswith("from FLAIR alone")
+    assert rows[2]["warnings"].split(" | ") == summary["results"][2]["warnings"]
+    assert summary["results"][2]["warnings"] == json.loads((out / "Brats18_C_1.json").read_text())["warnings"]
+    assert f"warning(s) in {out / 'Brats18_C_1.json'}" in captured.out
     reference = sitk.ReadImage(str(root / "Brats18_A_1" / "Brats18_A_1_t1ce.nii.gz"))
     assert grid(sitk.ReadImage(str(out / "Brats18_A_1.nii.gz"))) == grid(reference)
 

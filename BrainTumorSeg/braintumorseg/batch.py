@@ -31,6 +31,7 @@ class CaseResult:
     seconds: float = 0.0
     message: str = ""
     volumes_ml: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # the report's, for a case that worked
 
 
 @dataclass
@@ -60,10 +61,11 @@ class BatchSummary:
     def to_csv(self) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["case", "status", "output", "seconds", *[f"{k}_ml" for k in VOLUME_KEYS], "message"])
+        writer.writerow(["case", "status", "output", "seconds", *[f"{k}_ml" for k in VOLUME_KEYS], "message",
+                         "warnings"])
         for r in self.results:
             writer.writerow([r.case, r.status, r.output, r.seconds,
-                             *[r.volumes_ml.get(k, "") for k in VOLUME_KEYS], r.message])
+                             *[r.volumes_ml.get(k, "") for k in VOLUME_KEYS], r.message, " | ".join(r.warnings)])
         return buffer.getvalue()
 
     def write(self, folder: Path) -> tuple[Path, Path]:
@@ -118,7 +120,7 @@ def run_batch(cases: list[Case], output_folder: str | Path, pipeline: Pipeline,
         try:
             segmentation = pipeline.segment_files(case.inputs, output, report)
             result.output, result.report = str(output), str(report)
-            result.volumes_ml = segmentation.volumes_ml
+            result.volumes_ml, result.warnings = segmentation.volumes_ml, segmentation.warnings
         except InputError as error:
             result.status, result.message = "bad input", str(error)
         except (Cancelled, KeyboardInterrupt):

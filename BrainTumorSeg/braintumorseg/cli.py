@@ -271,8 +271,9 @@ def command_batch(args: argparse.Namespace) -> int:
         if bar[0]:
             bar[0].close()
         if result.status == "ok":
+            notes = f"; {len(result.warnings)} warning(s) in {result.report}" if result.warnings else ""
             print(f"{result.case}: ok ({result.seconds:.1f} s, whole tumour "
-                  f"{result.volumes_ml.get('whole_tumour', 0):.1f} mL)")
+                  f"{result.volumes_ml.get('whole_tumour', 0):.1f} mL{notes})")
         else:
             print(f"{result.case}: {result.status}: {result.message.split(' | ')[0]}", file=sys.stderr)
 
