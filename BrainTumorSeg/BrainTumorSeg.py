@@ -102,6 +102,7 @@ class BrainTumorSegParameterNode:
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
     model: str = DEFAULT_MODEL
     minimumClusterMl: Annotated[float, WithinRange(0.0, 100.0)] = 0.1
+    probabilityMap: bool = False
     show3D: bool = False
 
 
@@ -295,7 +296,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return SegmentationOptions(model=self.logic.modelPath(p.model), bias_correction=p.biasCorrection,
                                    register=p.registerInputs, skull_strip=p.skullStrip,
                                    tta=p.testTimeAugmentation, device=p.device,
-                                   min_cluster_ml=p.minimumClusterMl)
+                                   min_cluster_ml=p.minimumClusterMl, probability_map=p.probabilityMap)
 
     def onPoll(self) -> None:
         if self._job is None:
@@ -342,6 +343,8 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resultsTableView.setMRMLTableNode(result.table)
         self.ui.resultsTableView.visible = True
         show_in_3d(result.segmentation, self._parameterNode.show3D)
+        if result.probability is not None:
+            slicer.util.setSliceViewerLayers(foreground=result.probability, foregroundOpacity=0.5)
         text = stage_summary(result.stage_seconds, result.total_seconds)
         if result.warnings:
             text += " " + " ".join(result.warnings)

@@ -42,6 +42,21 @@ def test_segment_with_json_progress(capsys, tiny_card, synthetic, tmp_path):
     assert saved["device"] == select_device("auto").type and saved["precision"] == "float32"
 
 
+def test_probability_map_is_on_the_output_grid_and_holds_the_whole_tumour(tiny_card, synthetic, tmp_path):
+    """Whole-tumour probability in percent; every voxel labelled tumour is one the network gave over 50 %."""
+    output, probability, report = tmp_path / "seg.nii.gz", tmp_path / "wt.nii.gz", tmp_path / "r.json"
+    code = main(["segment", "--t1c", str(synthetic["t1c"]), "--flair", str(synthetic["flair"]), "-o", str(output),
+                 "--probability-map", str(probability), "--report", str(report), "--model", str(tiny_card.path),
+                 "--no-bias-correction", "--no-tta", "--fp32"])
+    assert code == 0
+    percent, labels = sitk.ReadImage(str(probability)), sitk.ReadImage(str(output))
+    assert grid(percent) == grid(labels) and percent.GetPixelID() == sitk.sitkUInt8
+    p, tumour = sitk.GetArrayFromImage(percent), sitk.GetArrayFromImage(labels) > 0
+    assert p.max() <= 100 and tumour.any() and (p[tumour] >= 50).all()
+    assert p.min() < 50 <= p.max()
+    assert json.loads(report.read_text())["probability_map"] == str(probability)
+
+
 def test_batch_continues_past_a_broken_case(capsys, tiny_card, tmp_path):
     root = tmp_path / "cases"
     for name in ("Brats18_A_1", "Brats18_B_1", "Brats18_C_1"):

@@ -208,6 +208,10 @@ def test_report_that_is_an_input_or_the_output(capsys, tiny_card, synthetic, tmp
     assert not output.exists()
     message = run_failing(capsys, [*argv, "--report", output], output)
     assert "is the output file; choose another file name" in message
+    message = run_failing(capsys, [*argv, "--probability-map", output], output)
+    assert "the --probability-map" in message and "is the output file; choose another file name" in message
+    message = run_failing(capsys, [*argv, "--probability-map", tmp_path / "p.txt"], output)
+    assert "probability map" in message and "must end with one of" in message
 
 
 def test_scores_file_that_is_an_input(capsys, tmp_path):

@@ -66,6 +66,15 @@ def test_cancel_from_the_progress_callback_leaves_nothing(tiny_card, synthetic, 
     assert list(folder.iterdir()) == []
 
 
+def test_a_report_that_cannot_be_written_leaves_no_label_map_and_no_probability_map(tiny_card, synthetic, tmp_path):
+    folder = tmp_path / "out"
+    (folder / "report.json").mkdir(parents=True)  # a folder where the report should go: writing it fails
+    with pytest.raises(OSError):
+        Pipeline(tiny_card).segment_files(synthetic, folder / "seg.nii.gz", folder / "report.json",
+                                          folder / "wt.nii.gz")
+    assert [p.name for p in folder.iterdir()] == ["report.json"]
+
+
 def test_a_pipeline_segments_several_cases_with_one_model(tiny_card, tmp_path):
     from conftest import synthetic_case
     pipeline = Pipeline(tiny_card, SegmentationSettings(label_convention="brats2023"))

@@ -18,8 +18,8 @@ from BrainTumorSegLib.headless import new_scene  # noqa: E402
 from BrainTumorSegLib.logic import SegmentationLogic, SegmentationOptions, input_problems  # noqa: E402
 from BrainTumorSegLib.runner import InProcessRunner  # noqa: E402
 from BrainTumorSegLib.segmentation_output import (  # noqa: E402
-    CONTENT_HASH_ATTRIBUTE, SEGMENT_IDS, TERMINOLOGY_CONTEXT, VOLUME_ROWS, content_hash, get_terminology,
-    needs_confirmation, volumes_from_table)
+    CONTENT_HASH_ATTRIBUTE, PROBABILITY_SHOWN_FROM, SEGMENT_IDS, TERMINOLOGY_CONTEXT, VOLUME_ROWS, content_hash,
+    get_terminology, needs_confirmation, volumes_from_table)
 from BrainTumorSegLib.volume_files import load_volume  # noqa: E402
 from braintumorseg.labels import SEGMENTS  # noqa: E402
 
@@ -122,6 +122,8 @@ def test_reference_geometry_and_volumes_table(run):
         assert table[label] == pytest.approx(counted[key], abs=0.002)
         assert result.volumes_ml[key] == pytest.approx(counted[key], abs=0.002)
     assert result.segmentation.GetNodeReference("BrainTumorSeg.VolumesTable") is result.table
+    assert result.probability is None  # not asked for: no probability volume
+    assert not any("probability" in scene.GetNthNode(i).GetName().lower() for i in range(scene.GetNumberOfNodes()))
 
 
 def test_label_map_equals_command_line_output_in_ras(run, sample, tiny_card, tmp_path):
@@ -166,10 +168,20 @@ def test_other_grid_and_subject_hierarchy_study(sample, tiny_card, tmp_path):
     study = hierarchy.CreateStudyItem(patient, "Study")
     for node in nodes.values():
         hierarchy.CreateItem(study, node)
-    result = SegmentationLogic(scene, InProcessRunner).segment(nodes, options(tiny_card))
-    assert np.allclose(exported_labels(result.segmentation, nodes["t1c"])[1], ijk_to_ras(nodes["t1c"]))
-    for node in (result.segmentation, result.table):
+    result = SegmentationLogic(scene, InProcessRunner).segment(nodes, options(tiny_card, probability_map=True))
+    labels, matrix = exported_labels(result.segmentation, nodes["t1c"])
+    assert np.allclose(matrix, ijk_to_ras(nodes["t1c"]))
+    for node in (result.segmentation, result.table, result.probability):
         assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == study
+    # The probability map: a new volume on the reference grid, holding every voxel labelled tumour at >= 50 %.
+    probability = result.probability
+    assert probability.GetScene() is scene and probability.GetName() == "case T1Gd tumor probability (%)"
+    assert np.allclose(ijk_to_ras(probability), ijk_to_ras(nodes["t1c"]))
+    percent = array_of(probability)
+    assert percent.shape == labels.shape and percent.max() <= 100 and (percent[labels > 0] >= 50).all()
+    display = probability.GetDisplayNode()
+    assert display.GetApplyThreshold() and display.GetLowerThreshold() == PROBABILITY_SHOWN_FROM
+    assert (display.GetWindow(), display.GetLevel()) == (100.0, 50.0)
 
 
 def edit_one_voxel(segmentation_node) -> None:

@@ -29,7 +29,8 @@ def test_command_line_is_what_the_engine_parses(tmp_path):
                             output=tmp_path / "out.nii.gz", report=tmp_path / "r.json",
                             options=SegmentationOptions(model=tmp_path / "m.json", bias_correction=False,
                                                         register=True, skull_strip="off", tta=False, device="cpu",
-                                                        min_cluster_ml=0.25))
+                                                        min_cluster_ml=0.25, probability_map=True),
+                            probability=tmp_path / "p.nii.gz")
     command = engine_command(request, "/usr/bin/python3")
     assert command[:4] == ["/usr/bin/python3", "-m", "braintumorseg.cli", "segment"]
     args = build_parser().parse_args(command[3:])
@@ -39,11 +40,11 @@ def test_command_line_is_what_the_engine_parses(tmp_path):
                                                       str(request.options.model))
     assert (args.no_bias_correction, args.register, args.skull_strip, args.tta, args.device) == (
         True, True, "off", False, "cpu")
-    assert args.min_cluster_ml == 0.25 and args.json_progress
+    assert args.min_cluster_ml == 0.25 and args.json_progress and args.probability_map == str(tmp_path / "p.nii.gz")
     defaults = build_parser().parse_args(engine_command(EngineRequest({}, request.output, request.report,
                                                                       SegmentationOptions(tmp_path)), "python")[3:])
-    assert (defaults.no_bias_correction, defaults.register, defaults.skull_strip, defaults.tta) == (
-        False, False, "auto", True)
+    assert (defaults.no_bias_correction, defaults.register, defaults.skull_strip, defaults.tta,
+            defaults.probability_map) == (False, False, "auto", True, None)
 
 
 def test_progress_lines_and_failure_messages():
@@ -135,10 +136,12 @@ def test_failed_run_gives_the_engine_sentence_and_changes_nothing(sample, tiny_c
 
 
 def test_the_panel_gets_the_shipped_models_warning_for_flair_alone(sample):
-    """The background run with the shipped model hands the report's reliability warning to the panel."""
+    """The background run with the shipped model hands the report's reliability warning, and the probability
+    map, to the panel."""
     scene = new_scene()
-    options = SegmentationOptions(model=default_model_card(), bias_correction=False, tta=False)
+    options = SegmentationOptions(model=default_model_card(), bias_correction=False, tta=False, probability_map=True)
     result = SegmentationLogic(scene, ProcessRunner).segment(sample_nodes(scene, sample, ("flair",)), options)
     assert any(w.startswith("from FLAIR alone the tumour core and enhancing tumour are less reliable")
                and w.endswith("adding T1Gd restored them in validation.") for w in result.warnings), result.warnings
     assert result.volumes_ml["whole_tumour"] > 10
+    assert result.probability.GetScene() is scene and result.probability.GetImageData() is not None

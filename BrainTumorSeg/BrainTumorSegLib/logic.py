@@ -16,8 +16,9 @@ import numpy as np
 from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES, reference_modality
 
 from .runner import EngineRequest, ProcessRunner, RunState, RunStatus, SegmentationOptions
-from .segmentation_output import OutputTarget, choose_target, write_segmentation, write_volumes_table
-from .volume_files import read_label_map, write_volume
+from .segmentation_output import (OutputTarget, add_probability_volume, choose_target, write_segmentation,
+                                  write_volumes_table)
+from .volume_files import read_volume_file, write_volume
 
 
 @dataclass
@@ -42,6 +43,7 @@ class SegmentationResult:
     stage_seconds: dict[str, float]
     total_seconds: float
     warnings: list[str]
+    probability: object = None  # the whole-tumour probability volume (%), when the options asked for it
 
 
 class SegmentationFailed(Exception):
@@ -114,7 +116,8 @@ class SegmentationLogic:
             shutil.rmtree(folder, ignore_errors=True)
             raise SegmentationFailed(str(error)) from None
         request = EngineRequest(inputs=files, output=folder / "labels.nii.gz", report=folder / "report.json",
-                                options=options)
+                                options=options,
+                                probability=folder / "probability.nii.gz" if options.probability_map else None)
         job = SegmentationJob(inputs=inputs, reference=inputs[reference_modality(list(inputs))], folder=folder,
                               request=request, runner=self.runner_factory(), output=output,
                               replace_confirmed=replace_confirmed)
@@ -144,15 +147,20 @@ class SegmentationLogic:
             if status.state is not RunState.SUCCEEDED:
                 raise SegmentationFailed(f"The segmentation failed: {status.message}")
             report = json.loads(job.request.report.read_text())
-            labelmap = read_label_map(job.request.output)
+            labelmap = read_volume_file(job.request.output)
+            probability = (read_volume_file(job.request.probability, "probability map", label_map=False)
+                           if job.request.probability is not None else None)
             target = None
             if choose_target(job.output, job.replace_confirmed) is OutputTarget.REPLACE:
                 target = job.output
             name = f"{job.reference.GetName()} tumor segmentation"
             segmentation = write_segmentation(self.scene, labelmap, job.reference, target, name)
             table = write_volumes_table(self.scene, segmentation, report["volumes_ml"])
+            if probability is not None:
+                add_probability_volume(self.scene, probability, job.reference,
+                                       f"{job.reference.GetName()} tumor probability (%)")
             return SegmentationResult(segmentation, table, report["volumes_ml"], report["stage_seconds"],
-                                      report["total_seconds"], report.get("warnings", []))
+                                      report["total_seconds"], report.get("warnings", []), probability)
         finally:
             shutil.rmtree(job.folder, ignore_errors=True)
 

@@ -29,6 +29,7 @@ class SegmentationOptions:
     tta: bool = True
     device: str = "auto"
     min_cluster_ml: float = 0.1
+    probability_map: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class EngineRequest:
     output: Path
     report: Path
     options: SegmentationOptions
+    probability: Path | None = None  # where the whole-tumour probability map goes, when the options ask for it
 
 
 class RunState(Enum):
@@ -78,6 +80,8 @@ def engine_command(request: EngineRequest, python: str | os.PathLike) -> list[st
         command.append("--register")
     if not options.tta:
         command.append("--no-tta")
+    if request.probability is not None:
+        command += ["--probability-map", str(request.probability)]
     return command
 
 
@@ -262,7 +266,7 @@ class InProcessRunner:
             postprocess=PostprocessSettings(min_cluster_ml=options.min_cluster_ml))
         try:
             pipeline = Pipeline(ModelCard.load(options.model), settings, progress)
-            report = pipeline.segment_files(request.inputs, request.output, request.report)
+            report = pipeline.segment_files(request.inputs, request.output, request.report, request.probability)
         except InputError as error:
             self._status.state, self._status.message = RunState.FAILED, str(error)
             return

@@ -22,6 +22,8 @@ BRAIN = ("SCT", "12738006", "Brain")
 SEGMENT_IDS = {segment.label: f"BrainTumorSeg_{segment.label}" for segment in SEGMENTS}
 CONTENT_HASH_ATTRIBUTE = "BrainTumorSeg.ContentHash"
 VOLUMES_TABLE_ROLE = "BrainTumorSeg.VolumesTable"
+PROBABILITY_COLORS = "vtkMRMLColorTableNodeFileColdToHotRainbow.txt"  # one of Slicer's colour tables
+PROBABILITY_SHOWN_FROM = 20.0  # % : the band below 50 % where the network hesitated starts here
 BINARY_LABELMAP = "Binary labelmap"
 
 # Rows of the volumes table: key in the engine's report → what the user reads.
@@ -161,6 +163,23 @@ def write_segmentation(scene, labelmap_node, reference_volume, target=None, name
             scene.RemoveNode(node)
         raise
     return node
+
+
+def add_probability_volume(scene, node, reference_volume, name: str) -> None:
+    """Add the engine's whole-tumour probability map (0-100 %) as a new volume beside the reference: cold to
+    hot over 0-100, and only from PROBABILITY_SHOWN_FROM % up, so that as an overlay it shows where the
+    network saw tumour or hesitated (20-50 %) and nothing elsewhere."""
+    node.SetName(scene.GenerateUniqueName(name))
+    scene.AddNode(node)
+    node.CreateDefaultDisplayNodes()
+    display = node.GetDisplayNode()
+    display.SetAndObserveColorNodeID(PROBABILITY_COLORS)
+    display.SetAutoWindowLevel(False)
+    display.SetWindowLevelMinMax(0.0, 100.0)
+    display.SetAutoThreshold(False)
+    display.SetThreshold(PROBABILITY_SHOWN_FROM, 100.0)
+    display.ApplyThresholdOn()
+    place_in_study(scene, node, reference_volume)
 
 
 def place_in_study(scene, node, reference_volume) -> None:

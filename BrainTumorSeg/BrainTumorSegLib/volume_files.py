@@ -22,14 +22,14 @@ def write_volume(node, path: Path) -> None:
         raise OSError(f"could not write the volume '{node.GetName()}' to {path}; check the free disk space.")
 
 
-def read_label_map(path: Path):
-    """Read a label map file into a new label map volume node that is not yet in any scene."""
-    node = slicer.vtkMRMLLabelMapVolumeNode()
+def read_volume_file(path: Path, what: str = "segmentation result", label_map: bool = True):
+    """Read an engine output file into a new (label map) volume node that is not yet in any scene."""
+    node = slicer.vtkMRMLLabelMapVolumeNode() if label_map else slicer.vtkMRMLScalarVolumeNode()
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
     storage.SetFileName(str(path))
     storage.SetSingleFile(1)
     if not storage.ReadData(node):
-        raise OSError(f"the segmentation result {path} could not be read.")
+        raise OSError(f"the {what} {path} could not be read.")
     return node
 
 

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         segment.add_argument(f"--{modality}", metavar="FILE", help=f"{text} image (NIfTI, NRRD, MHA)")
     segment.add_argument("-o", "--output", required=True, metavar="OUT.nii.gz", help="label map to write")
     segment.add_argument("--report", metavar="R.json", help="also write the run report as JSON")
+    segment.add_argument("--probability-map", metavar="P.nii.gz",
+                         help="also write the whole-tumour probability in percent (0-100, before post-processing) "
+                              "on the output's grid; 20-50 %% is where the model hesitated: check there first")
     segment.add_argument("--json-progress", action="store_true",
                          help="print progress as JSON lines on stdout (for other programs)")
     segment.set_defaults(handler=command_segment)
@@ -239,12 +242,14 @@ def command_segment(args: argparse.Namespace) -> int:
                              "image.")
     output = check_output_path(args.output, "output", OUTPUT_SUFFIXES)
     report_path = check_output_path(args.report, "report") if args.report else None
-    check_outputs_distinct({"output": output, "--report": report_path},
+    probability_path = (check_output_path(args.probability_map, "probability map", OUTPUT_SUFFIXES)
+                        if args.probability_map else None)
+    check_outputs_distinct({"output": output, "--report": report_path, "--probability-map": probability_path},
                            {f"--{modality} input": path for modality, path in inputs.items()})
     progress = _progress(args.json_progress)
     try:
         pipeline = pipeline_from_args(args, progress)
-        report = pipeline.segment_files(inputs, output, report_path)
+        report = pipeline.segment_files(inputs, output, report_path, probability_path)
     finally:
         if progress:
             progress.close()

@@ -71,6 +71,7 @@ class SegmentationReport:
     inputs: dict[str, str] = field(default_factory=dict)
     reference: str = ""
     output: str = ""
+    probability_map: str = ""
     model: str = ""
     device: str = ""
     precision: str = ""
@@ -104,6 +105,7 @@ class Pipeline:
         self.cancel = cancel or CancelToken()
         self.preprocessor = Preprocessor(settings.preprocess, card.normalization)
         self._segmenter: Segmenter | None = None
+        self._probability: sitk.Image | None = None  # the last run's whole-tumour probability map
         self._report = SegmentationReport()
         self._done = 0.0
         self._weights: dict[str, float] = {}
@@ -120,8 +122,9 @@ class Pipeline:
         self.progress(name, self._done)
 
     def segment_files(self, inputs: dict[str, str | os.PathLike], output: str | os.PathLike,
-                      report_path: str | os.PathLike | None = None) -> SegmentationReport:
-        """Read the inputs, segment, write the label map (and report) atomically."""
+                      report_path: str | os.PathLike | None = None,
+                      probability_path: str | os.PathLike | None = None) -> SegmentationReport:
+        """Read the inputs, segment, write the label map (and probability map, report) atomically."""
         self._start(files=True)
         if not inputs:
             raise InputError("no input volume given: give at least one of --t1, --t1c, --t2, --flair.")
@@ -132,14 +135,19 @@ class Pipeline:
         self.cancel.check()
         with self._stage("write output"):
             self._report.output = str(output)
+            self._report.probability_map = str(probability_path or "")
             write_image_atomic(labels, output)
             self._report.total_seconds = round(time.perf_counter() - self._wall, 3)
-            if report_path:
-                try:
+            try:
+                if probability_path:
+                    write_image_atomic(self._probability, probability_path)
+                if report_path:
                     write_text_atomic(self._report.to_json() + "\n", report_path)
-                except BaseException:
-                    Path(output).unlink(missing_ok=True)  # no result without its report
-                    raise
+            except BaseException:
+                for written in (output, probability_path):  # no result without all that was asked for
+                    if written:
+                        Path(written).unlink(missing_ok=True)
+                raise
         self.progress("done", 1.0)
         return self._report
 
@@ -179,6 +187,7 @@ class Pipeline:
         self._report.warnings.extend(subset_warnings(self.card.channels, self.card.metrics, list(usable)))
         with self._stage("inference"):
             probabilities = self._infer(prepared)
+            self._probability = probability_percent(probabilities[0], prepared)
         with self._stage("post-processing"):
             classes = np.zeros(sitk.GetArrayViewFromImage(prepared.reference).shape, np.uint8)
             classes[prepared.box] = classes_from_probabilities(
@@ -200,6 +209,16 @@ class Pipeline:
         on_model_grid, cropped_shape = model_input_for_case(prepared, self.card)
         probabilities = self._segmenter.predict(on_model_grid, self.cancel.check)
         return resize(torch.from_numpy(probabilities), cropped_shape).numpy()
+
+
+def probability_percent(probability: np.ndarray, prepared: PreparedCase) -> sitk.Image:
+    """A region's probability (before post-processing) in whole percent on the reference grid, 0 outside the
+    brain's box: the band between 20 and 50 % is where the model hesitated."""
+    percent = np.zeros(sitk.GetArrayViewFromImage(prepared.reference).shape, np.uint8)
+    percent[prepared.box] = np.rint(np.clip(probability, 0.0, 1.0) * 100).astype(np.uint8)
+    image = sitk.GetImageFromArray(percent)
+    image.CopyInformation(prepared.reference)
+    return image
 
 
 def island_warnings(clusters: list[CorelessCluster], listed: int = 3) -> list[str]:
