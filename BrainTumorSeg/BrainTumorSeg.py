@@ -21,7 +21,8 @@ from BrainTumorSegLib.logic import (SegmentationFailed, SegmentationLogic, Segme
                                     SegmentationResult, input_problems)
 from BrainTumorSegLib.panel_state import button_state, progress_percent, sequence_notes, stage_summary, status_text
 from BrainTumorSegLib.runner import InProcessRunner, ProcessRunner, RunState
-from BrainTumorSegLib.segmentation_output import needs_confirmation, show_in_3d
+from BrainTumorSegLib.segmentation_output import (clear_probability_overlays, is_probability_map, needs_confirmation,
+                                                  show_in_3d)
 from braintumorseg.modalities import MODALITIES, SHORT_NAMES
 from braintumorseg.resources import DEFAULT_MODEL, model_cards, sample_case
 
@@ -211,7 +212,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         volumes = [(node.GetID(), node.GetName())
                    for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-                   if not node.IsA("vtkMRMLLabelMapVolumeNode")]
+                   if not node.IsA("vtkMRMLLabelMapVolumeNode") and not is_probability_map(node)]
         current = {m: (node.GetID() if node else None) for m, node in self.inputs().items()}
         chosen = autofill(current, volumes, self._userCleared)
         self._autofilling = True
@@ -343,6 +344,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resultsTableView.setMRMLTableNode(result.table)
         self.ui.resultsTableView.visible = True
         show_in_3d(result.segmentation, self._parameterNode.show3D)
+        clear_probability_overlays(slicer.mrmlScene)
         if result.probability is not None:
             slicer.util.setSliceViewerLayers(foreground=result.probability, foregroundOpacity=0.5)
         text = stage_summary(result.stage_seconds, result.total_seconds)

@@ -15,11 +15,13 @@ slicer = pytest.importorskip("slicer")
 import vtk  # noqa: E402  (slicer-core brings it)
 
 from BrainTumorSegLib.headless import new_scene  # noqa: E402
-from BrainTumorSegLib.logic import SegmentationLogic, SegmentationOptions, input_problems  # noqa: E402
+from BrainTumorSegLib.logic import (  # noqa: E402
+    SegmentationFailed, SegmentationLogic, SegmentationOptions, input_problems, node_ids)
 from BrainTumorSegLib.runner import InProcessRunner  # noqa: E402
 from BrainTumorSegLib.segmentation_output import (  # noqa: E402
-    CONTENT_HASH_ATTRIBUTE, PROBABILITY_SHOWN_FROM, SEGMENT_IDS, TERMINOLOGY_CONTEXT, VOLUME_ROWS, content_hash,
-    get_terminology, needs_confirmation, volumes_from_table)
+    CONTENT_HASH_ATTRIBUTE, PROBABILITY_SHOWN_FROM, SEGMENT_IDS, TERMINOLOGY_CONTEXT, VOLUME_ROWS,
+    clear_probability_overlays, content_hash, get_terminology, is_probability_map, needs_confirmation,
+    volumes_from_table)
 from BrainTumorSegLib.volume_files import load_volume  # noqa: E402
 from braintumorseg.labels import SEGMENTS  # noqa: E402
 
@@ -34,10 +36,6 @@ def options(card, **changes) -> SegmentationOptions:
 
 def load_sample(scene, sample) -> dict:
     return {m: load_volume(scene, sample[m], f"TCGA-FG-6692 {m}") for m in MODALITIES}
-
-
-def node_ids(scene) -> list[str]:
-    return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
 
 
 def exported_labels(segmentation, reference) -> tuple[np.ndarray, np.ndarray]:
@@ -182,6 +180,40 @@ def test_other_grid_and_subject_hierarchy_study(sample, tiny_card, tmp_path):
     display = probability.GetDisplayNode()
     assert display.GetApplyThreshold() and display.GetLowerThreshold() == PROBABILITY_SHOWN_FROM
     assert (display.GetWindow(), display.GetLevel()) == (100.0, 50.0)
+
+
+def test_only_an_earlier_probability_map_is_taken_off_the_slice_views(sample, tiny_card):
+    scene = new_scene()
+    nodes = {"t1c": load_volume(scene, sample["t1c"], "case T1Gd")}
+    probability = SegmentationLogic(scene, InProcessRunner).segment(
+        nodes, options(tiny_card, probability_map=True)).probability
+    assert is_probability_map(probability) and not is_probability_map(nodes["t1c"])
+    views = [scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode") for _ in range(3)]
+    views[0].SetForegroundVolumeID(probability.GetID())
+    views[1].SetForegroundVolumeID(nodes["t1c"].GetID())  # the user's own overlay
+    clear_probability_overlays(scene)
+    assert [v.GetForegroundVolumeID() for v in views] == [None, nodes["t1c"].GetID(), None]
+
+
+def test_a_result_that_cannot_be_brought_in_leaves_the_scene_as_it_was(sample, tiny_card):
+    scene = new_scene()
+    nodes = {"t1c": load_volume(scene, sample["t1c"], "case T1Gd")}
+    before = node_ids(scene)
+    logic = SegmentationLogic(scene, InProcessRunner)
+    job = logic.start(nodes, options(tiny_card, probability_map=True))
+    job.runner.wait()
+    job.request.probability.write_bytes(b"not an image")  # an unreadable map: the user is told, nothing added
+    with pytest.raises(SegmentationFailed, match="The segmentation failed: the probability map .* could not be read"):
+        logic.finish(job)
+    assert node_ids(scene) == before
+    job = logic.start(nodes, options(tiny_card, probability_map=True))
+    job.runner.wait()
+    report = json.loads(job.request.report.read_text())
+    del report["volumes_ml"]  # fails after the segmentation is in the scene: it is taken out again
+    job.request.report.write_text(json.dumps(report))
+    with pytest.raises(KeyError):
+        logic.finish(job)
+    assert node_ids(scene) == before
 
 
 def edit_one_voxel(segmentation_node) -> None:

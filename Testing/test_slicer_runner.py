@@ -123,7 +123,8 @@ def test_failed_run_gives_the_engine_sentence_and_changes_nothing(sample, tiny_c
     for runner in (ProcessRunner, InProcessRunner):
         logic = SegmentationLogic(scene, runner)
         with pytest.raises(SegmentationFailed) as failure:
-            logic.segment(nodes, SegmentationOptions(model=damaged / "model.json", bias_correction=False))
+            logic.segment(nodes, SegmentationOptions(model=damaged / "model.json", bias_correction=False,
+                                                     probability_map=True))
         message = str(failure.value)
         assert message.startswith("The segmentation failed: ") and "checksum" in message
         assert "Traceback" not in message and "\n" not in message

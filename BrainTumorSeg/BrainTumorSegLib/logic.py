@@ -78,6 +78,10 @@ def input_problems(inputs: dict[str, object]) -> list[str]:
     return problems
 
 
+def node_ids(scene) -> list[str]:
+    return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+
+
 def overlap_fraction(node, reference) -> float:
     """Fraction of the reference volume's bounding box (in RAS) that the other volume's box covers."""
     a, b = np.zeros(6), np.zeros(6)
@@ -146,19 +150,28 @@ class SegmentationLogic:
                 raise SegmentationFailed("The segmentation was cancelled.")
             if status.state is not RunState.SUCCEEDED:
                 raise SegmentationFailed(f"The segmentation failed: {status.message}")
-            report = json.loads(job.request.report.read_text())
-            labelmap = read_volume_file(job.request.output)
-            probability = (read_volume_file(job.request.probability, "probability map", label_map=False)
-                           if job.request.probability is not None else None)
+            try:
+                report = json.loads(job.request.report.read_text())
+                labelmap = read_volume_file(job.request.output)
+                probability = (read_volume_file(job.request.probability, "probability map", label_map=False)
+                               if job.request.probability is not None else None)
+            except (OSError, ValueError) as error:
+                raise SegmentationFailed(f"The segmentation failed: {error}") from None
             target = None
             if choose_target(job.output, job.replace_confirmed) is OutputTarget.REPLACE:
                 target = job.output
-            name = f"{job.reference.GetName()} tumor segmentation"
-            segmentation = write_segmentation(self.scene, labelmap, job.reference, target, name)
-            table = write_volumes_table(self.scene, segmentation, report["volumes_ml"])
-            if probability is not None:
-                add_probability_volume(self.scene, probability, job.reference,
-                                       f"{job.reference.GetName()} tumor probability (%)")
+            before = set(node_ids(self.scene))
+            try:
+                name = f"{job.reference.GetName()} tumor segmentation"
+                segmentation = write_segmentation(self.scene, labelmap, job.reference, target, name)
+                table = write_volumes_table(self.scene, segmentation, report["volumes_ml"])
+                if probability is not None:
+                    add_probability_volume(self.scene, probability, job.reference,
+                                           f"{job.reference.GetName()} tumor probability (%)")
+            except Exception:
+                for node_id in set(node_ids(self.scene)) - before:  # nothing half-added stays behind
+                    self.scene.RemoveNode(self.scene.GetNodeByID(node_id))
+                raise
             return SegmentationResult(segmentation, table, report["volumes_ml"], report["stage_seconds"],
                                       report["total_seconds"], report.get("warnings", []), probability)
         finally:

@@ -23,7 +23,8 @@ SEGMENT_IDS = {segment.label: f"BrainTumorSeg_{segment.label}" for segment in SE
 CONTENT_HASH_ATTRIBUTE = "BrainTumorSeg.ContentHash"
 VOLUMES_TABLE_ROLE = "BrainTumorSeg.VolumesTable"
 PROBABILITY_COLORS = "vtkMRMLColorTableNodeFileColdToHotRainbow.txt"  # one of Slicer's colour tables
-PROBABILITY_SHOWN_FROM = 20.0  # % : the band below 50 % where the network hesitated starts here
+PROBABILITY_SHOWN_FROM = 20.0  # % : the band below the shipped model's 50 % where the network hesitated
+PROBABILITY_ATTRIBUTE = "BrainTumorSeg.ProbabilityMap"  # marks the volumes the engine's maps come back in
 BINARY_LABELMAP = "Binary labelmap"
 
 # Rows of the volumes table: key in the engine's report → what the user reads.
@@ -170,6 +171,7 @@ def add_probability_volume(scene, node, reference_volume, name: str) -> None:
     hot over 0-100, and only from PROBABILITY_SHOWN_FROM % up, so that as an overlay it shows where the
     network saw tumour or hesitated (20-50 %) and nothing elsewhere."""
     node.SetName(scene.GenerateUniqueName(name))
+    node.SetAttribute(PROBABILITY_ATTRIBUTE, "1")
     scene.AddNode(node)
     node.CreateDefaultDisplayNodes()
     display = node.GetDisplayNode()
@@ -180,6 +182,18 @@ def add_probability_volume(scene, node, reference_volume, name: str) -> None:
     display.SetThreshold(PROBABILITY_SHOWN_FROM, 100.0)
     display.ApplyThresholdOn()
     place_in_study(scene, node, reference_volume)
+
+
+def is_probability_map(node) -> bool:
+    return node is not None and node.GetAttribute(PROBABILITY_ATTRIBUTE) is not None
+
+
+def clear_probability_overlays(scene) -> None:
+    """Take an earlier run's probability map off the slice views' foreground; the user's own layers stay."""
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
+        composite = scene.GetNthNodeByClass(index, "vtkMRMLSliceCompositeNode")
+        if is_probability_map(scene.GetNodeByID(composite.GetForegroundVolumeID() or "")):
+            composite.SetForegroundVolumeID(None)
 
 
 def place_in_study(scene, node, reference_volume) -> None:

@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--report", metavar="R.json", help="also write the run report as JSON")
     segment.add_argument("--probability-map", metavar="P.nii.gz",
                          help="also write the whole-tumour probability in percent (0-100, before post-processing) "
-                              "on the output's grid; 20-50 %% is where the model hesitated: check there first")
+                              "on the output's grid; below the card's threshold (50 %% for the shipped model), "
+                              "20 %% and up is where the model hesitated: check there first")
     segment.add_argument("--json-progress", action="store_true",
                          help="print progress as JSON lines on stdout (for other programs)")
     segment.set_defaults(handler=command_segment)
@@ -256,7 +257,7 @@ def command_segment(args: argparse.Namespace) -> int:
     print_warnings(report)
     if not args.json_progress:
         print(f"wrote {output} ({report.label_convention} labels, {report.total_seconds:.1f} s on {report.device}, "
-              f"{report.precision})")
+              f"{report.precision})" + (f" and {probability_path}" if probability_path else ""))
         print(volumes_table(report))
     return EXIT_OK
 

@@ -137,16 +137,17 @@ class Pipeline:
             self._report.output = str(output)
             self._report.probability_map = str(probability_path or "")
             write_image_atomic(labels, output)
+            written = [output]
             self._report.total_seconds = round(time.perf_counter() - self._wall, 3)
             try:
                 if probability_path:
                     write_image_atomic(self._probability, probability_path)
+                    written.append(probability_path)
                 if report_path:
                     write_text_atomic(self._report.to_json() + "\n", report_path)
             except BaseException:
-                for written in (output, probability_path):  # no result without all that was asked for
-                    if written:
-                        Path(written).unlink(missing_ok=True)
+                for path in written:  # no result without all that was asked for
+                    Path(path).unlink(missing_ok=True)
                 raise
         self.progress("done", 1.0)
         return self._report
