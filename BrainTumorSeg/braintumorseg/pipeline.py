@@ -105,7 +105,7 @@ class Pipeline:
         self.cancel = cancel or CancelToken()
         self.preprocessor = Preprocessor(settings.preprocess, card.normalization)
         self._segmenter: Segmenter | None = None
-        self._probability: sitk.Image | None = None  # the last run's whole-tumour probability map
+        self._whole_tumour: tuple[np.ndarray, PreparedCase] | None = None  # last run's WT probability, its case
         self._report = SegmentationReport()
         self._done = 0.0
         self._weights: dict[str, float] = {}
@@ -141,7 +141,7 @@ class Pipeline:
             self._report.total_seconds = round(time.perf_counter() - self._wall, 3)
             try:
                 if probability_path:
-                    write_image_atomic(self._probability, probability_path)
+                    write_image_atomic(probability_percent(*self._whole_tumour), probability_path)
                     written.append(probability_path)
                 if report_path:
                     write_text_atomic(self._report.to_json() + "\n", report_path)
@@ -188,7 +188,7 @@ class Pipeline:
         self._report.warnings.extend(subset_warnings(self.card.channels, self.card.metrics, list(usable)))
         with self._stage("inference"):
             probabilities = self._infer(prepared)
-            self._probability = probability_percent(probabilities[0], prepared)
+            self._whole_tumour = (probabilities[0].copy(), prepared)  # a map is made only when one is asked for
         with self._stage("post-processing"):
             classes = np.zeros(sitk.GetArrayViewFromImage(prepared.reference).shape, np.uint8)
             classes[prepared.box] = classes_from_probabilities(
