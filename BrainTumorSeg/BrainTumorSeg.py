@@ -17,14 +17,15 @@ from slicer.util import VTKObservationMixin
 
 from BrainTumorSegLib import dependencies
 from BrainTumorSegLib.autofill import autofill
-from BrainTumorSegLib.logic import (SegmentationFailed, SegmentationLogic, SegmentationOptions,
-                                    SegmentationResult, input_problems)
+from BrainTumorSegLib.display import clear_probability_overlays, is_probability_map, show_in_3d
+from BrainTumorSegLib.logic import SegmentationFailed, SegmentationLogic, SegmentationResult, input_problems
 from BrainTumorSegLib.panel_state import button_state, progress_percent, sequence_notes, stage_summary, status_text
 from BrainTumorSegLib.runner import InProcessRunner, ProcessRunner, RunState
-from BrainTumorSegLib.segmentation_output import (clear_probability_overlays, is_probability_map, needs_confirmation,
-                                                  show_in_3d)
+from BrainTumorSegLib.segments import needs_confirmation
+from braintumorseg.labels import VOLUME_KEYS
 from braintumorseg.modalities import MODALITIES, SHORT_NAMES
 from braintumorseg.resources import DEFAULT_MODEL, model_cards, sample_case
+from braintumorseg.settings import DEFAULTS, RunSettings, choices, value_range
 
 MODULE_DIR = Path(__file__).resolve().parent
 TERMINOLOGY_FILE = MODULE_DIR / "Resources" / "Terminology" / "SegmentationCategoryTypeModifier-BrainTumorSeg.term.json"
@@ -89,20 +90,21 @@ def loadTerminology():
 
 @parameterNodeWrapper
 class BrainTumorSegParameterNode:
-    """The panel's state; saved with the scene."""
+    """The panel's state; saved with the scene. The run settings' defaults and choices come from
+    `braintumorseg.settings` (each named there by its parameter name)."""
 
     t1Volume: slicer.vtkMRMLScalarVolumeNode
     t1cVolume: slicer.vtkMRMLScalarVolumeNode
     t2Volume: slicer.vtkMRMLScalarVolumeNode
     flairVolume: slicer.vtkMRMLScalarVolumeNode
     outputSegmentation: slicer.vtkMRMLSegmentationNode
-    biasCorrection: bool = True
-    registerInputs: bool = False
-    skullStrip: Annotated[str, Choice(["auto", "on", "off"])] = "auto"
-    testTimeAugmentation: bool = True
-    device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
+    biasCorrection: bool = DEFAULTS.bias_correction
+    registerInputs: bool = DEFAULTS.register
+    skullStrip: Annotated[str, Choice(choices("skull_strip"))] = DEFAULTS.skull_strip
+    testTimeAugmentation: bool = DEFAULTS.tta
+    device: Annotated[str, Choice(choices("device"))] = DEFAULTS.device
     model: str = DEFAULT_MODEL
-    minimumClusterMl: Annotated[float, WithinRange(0.0, 100.0)] = 0.1
+    minimumClusterMl: Annotated[float, WithinRange(*value_range("min_cluster_ml"))] = DEFAULTS.min_cluster_ml
     probabilityMap: bool = False
     show3D: bool = False
 
@@ -281,7 +283,8 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                       "new result?\n\nNo keeps it and writes the result to a new segmentation.").format(
                         name=output.GetName()))
             try:
-                self._job = self.logic.start(self.inputs(), self.options(), output, confirmed)
+                self._job = self.logic.start(self.inputs(), self.settings(), output, confirmed,
+                                             probability_map=self._parameterNode.probabilityMap)
             except SegmentationFailed as error:
                 self.showOutcome(str(error))
                 slicer.util.errorDisplay(str(error))
@@ -292,12 +295,9 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._timer.start()
             self.updatePanel()
 
-    def options(self) -> SegmentationOptions:
+    def settings(self) -> RunSettings:
         p = self._parameterNode
-        return SegmentationOptions(model=self.logic.modelPath(p.model), bias_correction=p.biasCorrection,
-                                   register=p.registerInputs, skull_strip=p.skullStrip,
-                                   tta=p.testTimeAugmentation, device=p.device,
-                                   min_cluster_ml=p.minimumClusterMl, probability_map=p.probabilityMap)
+        return RunSettings.from_parameters(lambda name: getattr(p, name), model=str(self.logic.modelPath(p.model)))
 
     def onPoll(self) -> None:
         if self._job is None:
@@ -394,7 +394,7 @@ class BrainTumorSegLogic(ScriptedLoadableModuleLogic, SegmentationLogic):
         torch = [r for r in missing if r.name == "torch"]
         if torch:
             self._installTorch(torch[0])
-        others = [r.line for r in missing if r.name != "torch"]
+        others = [str(r) for r in missing if r.name != "torch"]
         if others:
             slicer.util.pip_install(others)
         still = dependencies.missing(dependencies.read_requirements())
@@ -408,10 +408,10 @@ class BrainTumorSegLogic(ScriptedLoadableModuleLogic, SegmentationLogic):
         try:
             import PyTorchUtils
         except ModuleNotFoundError:
-            slicer.util.pip_install(requirement.line)
+            slicer.util.pip_install(str(requirement))
             return
         torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
-                                                              torchVersionRequirement=requirement.specifier)
+                                                              torchVersionRequirement=str(requirement.specifier))
         if torch is None:
             raise RuntimeError("PyTorch could not be installed; install it from the PyTorch Utils module.")
 
@@ -438,7 +438,7 @@ class BrainTumorSegTest(ScriptedLoadableModuleTest):
         logic = BrainTumorSegLogic(runner_factory=InProcessRunner)
         self.assertTrue(logic.ensureDependencies(ask=False))
         self.delayDisplay("Segmenting (synchronously, default model)")
-        result = logic.segment(inputs, SegmentationOptions(model=logic.modelPath(DEFAULT_MODEL)))
+        result = logic.segment(inputs, RunSettings(model=str(logic.modelPath(DEFAULT_MODEL))))
 
         segmentation = result.segmentation.GetSegmentation()
         names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
@@ -447,7 +447,7 @@ class BrainTumorSegTest(ScriptedLoadableModuleTest):
             segmentId = segmentation.GetNthSegmentID(index)
             voxels = slicer.util.arrayFromSegmentBinaryLabelmap(result.segmentation, segmentId, inputs["t1c"])
             self.assertGreater(int(voxels.sum()), 0, f"segment {names[index]} is empty")
-        for key in ("necrotic_core", "edema", "enhancing", "tumour_core", "whole_tumour"):
+        for key in VOLUME_KEYS:
             self.assertGreater(result.volumes_ml[key], 0.0, key)
         logging.info(f"BrainTumorSeg self-test volumes (mL): {result.volumes_ml}")
         self.delayDisplay("Test passed")

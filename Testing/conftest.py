@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,6 @@ import SimpleITK as sitk
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "BrainTumorSeg"))
-sys.path.insert(0, str(ROOT))
 # One thread count for the tests and every engine process they start: in bfloat16 the channels-last network
 # splits its sums by thread, so runs compared voxel for voxel must use the same count.
 THREADS = min(2, os.cpu_count() or 1)

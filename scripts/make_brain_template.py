@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import SimpleITK as sitk
-
 from braintumorseg.brain_extraction import isotropic
 
 OUTPUT = Path(__file__).resolve().parents[1] / "BrainTumorSeg/Resources/Templates/mni_icbm152_2009a_t1_brain_2mm.nii.gz"

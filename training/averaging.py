@@ -6,10 +6,9 @@ import re
 from pathlib import Path
 
 import torch
-
 from braintumorseg.errors import InputError
-from braintumorseg.images import write_bytes_atomic
 from braintumorseg.modelcard import serialized_weights
+from braintumorseg.output_paths import write_bytes_atomic
 
 from .checkpoint import model_weights
 

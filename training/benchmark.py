@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from braintumorseg.inference import autocast
 from braintumorseg.network import build_network
 

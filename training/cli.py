@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from braintumorseg.errors import InputError
+from braintumorseg.settings import DEVICES, TRAINING_DEVICES
 
 from .discovery import labelled_cases
 
@@ -77,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--loader-workers", type=int, default=0, metavar="N",
                          help="prepare batches ahead in N processes (same batches; keeps a GPU busy)")
         sub.add_argument("--no-amp", action="store_true")
-        sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+        sub.add_argument("--device", default="auto", choices=TRAINING_DEVICES,
                          help="auto: the CUDA GPU when PyTorch sees one, else the CPU")
         sub.add_argument("--until", type=int, default=0,
                          help="stop at this step (checkpointed) and resume later with the same command")
@@ -106,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--subsets", default="all,flair+t1c,flair+t1,flair",
                           help="comma-separated modality subsets (default: all,flair+t1c,flair+t1,flair)")
     evaluate.add_argument("--no-bias-correction", action="store_true")
-    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    evaluate.add_argument("--device", default="auto", choices=DEVICES)
     evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                           help="test-time augmentation (mirrors and, where the card allows, subsets), as the engine "
                                "does by default")
@@ -119,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--init-filters", type=int, default=16)
     benchmark.add_argument("--steps", type=int, default=6)
     benchmark.add_argument("--threads", type=int, default=0)
-    benchmark.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    benchmark.add_argument("--device", default="auto", choices=TRAINING_DEVICES)
     return parser
 
 

@@ -9,10 +9,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import (Compose, RandAdjustContrastd, RandAffined, RandFlipd, RandGaussianNoised,
-                              RandGaussianSmoothd, RandScaleIntensityd, RandShiftIntensityd)
-
 from braintumorseg.errors import InputError
+from monai.transforms import (
+    Compose,
+    RandAdjustContrastd,
+    RandAffined,
+    RandFlipd,
+    RandGaussianNoised,
+    RandGaussianSmoothd,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+)
 
 from .files import read_json
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-
 from braintumorseg.cases import Case, find_cases
 from braintumorseg.errors import InputError
 from braintumorseg.modalities import modality_from_name

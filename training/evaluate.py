@@ -12,15 +12,14 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
-
 from braintumorseg import __version__
 from braintumorseg.errors import InputError
-from braintumorseg.images import read_image, resample_to_reference, same_grid, write_text_atomic
+from braintumorseg.images import read_image, resample_to_reference, same_grid
 from braintumorseg.labels import ED, REGIONS, to_internal
 from braintumorseg.metrics import region_scores
 from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES, subset_modalities
 from braintumorseg.modelcard import ModelCard
-from braintumorseg.output_paths import check_output_folder
+from braintumorseg.output_paths import check_output_folder, write_text_atomic
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 
 from .discovery import WHOLE_TUMOUR_ONLY, LabelledCase, labelled_cases

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from braintumorseg.errors import InputError
 from braintumorseg.labels import REGIONS
 from braintumorseg.modalities import MODALITIES

@@ -11,15 +11,20 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
-
 from braintumorseg.errors import InputError
 from braintumorseg.images import read_image, resample_to_reference
 from braintumorseg.labels import REGIONS, regions_from_internal, to_internal
 from braintumorseg.modalities import MODALITIES
 from braintumorseg.normalization import NyulStandardizer
 from braintumorseg.output_paths import check_output_folder
-from braintumorseg.preprocessing import (NormalizationSpec, PreprocessSettings, Preprocessor,
-                                         model_grid_shape, resize, stack_channels)
+from braintumorseg.preprocessing import (
+    NormalizationSpec,
+    Preprocessor,
+    PreprocessSettings,
+    model_grid_shape,
+    resize,
+    stack_channels,
+)
 
 from .data import MANIFEST, read_manifest
 from .discovery import WHOLE_TUMOUR_ONLY, LabelledCase

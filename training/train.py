@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors import SafetensorError
-from torch.nn.parallel import DistributedDataParallel
-
 from braintumorseg.errors import InputError
-from braintumorseg.images import write_text_atomic
-from braintumorseg.inference import autocast, only_channels, pad_to_multiple
+from braintumorseg.inference import autocast, only_channels, pad_to_multiple, select_device
 from braintumorseg.labels import REGIONS
 from braintumorseg.network import ArchitectureSpec, build_network
+from braintumorseg.output_paths import write_text_atomic
+from braintumorseg.settings import TRAINING_DEVICES
+from safetensors import SafetensorError
+from torch.nn.parallel import DistributedDataParallel
 
 from .averaging import save_snapshot
 from .checkpoint import load_checkpoint, model_weights, save_checkpoint, weights_origin
@@ -109,7 +109,6 @@ def start_weights(config: TrainConfig, model: torch.nn.Module) -> None:
 # Settings a resumed run may change: where things are (the start weights too, read only at step 0) and how
 # many processes prepare the batches.
 RESUMABLE_CHANGES = {"cache", "out", "init_weights", "threads", "loader_workers", "device"}
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def _shown(value: object) -> str:
@@ -215,13 +214,9 @@ def describe_device(device: torch.device, world: int) -> str:
 
 
 def training_device(name: str) -> torch.device:
-    """`auto`: this process's CUDA GPU (LOCAL_RANK under torchrun) when PyTorch sees one, else the CPU."""
-    if name not in DEVICES:
-        raise InputError(f"--device must be one of {', '.join(DEVICES)}, not '{name}'.")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: PyTorch sees no CUDA GPU here; use --device cpu (or auto).")
-    cuda = name != "cpu" and torch.cuda.is_available()
-    return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+    """The engine's device choice without MPS; a CUDA device is this process's GPU (LOCAL_RANK under torchrun)."""
+    device = select_device(name, TRAINING_DEVICES)
+    return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if device.type == "cuda" else device
 
 
 def _distributed(device: torch.device) -> tuple[int, int]:

@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from braintumorseg.errors import InputError
-from braintumorseg.images import write_bytes_atomic, write_text_atomic
-from braintumorseg.output_paths import check_output_folder
+from braintumorseg.output_paths import check_output_folder, write_bytes_atomic, write_text_atomic
 
 from .data import MANIFEST, read_manifest
 from .files import read_json

@@ -1,52 +1,39 @@
-"""Which Python packages the engine needs that Slicer's Python lacks, read from Resources/requirements.txt."""
+"""Which Python packages the engine needs that Slicer's Python lacks (or has at a version outside the range),
+read from Resources/requirements.txt with `packaging` (which Slicer ships)."""
 
 from __future__ import annotations
 
-import importlib.util
-import re
-from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 REQUIREMENTS = Path(__file__).resolve().parents[1] / "Resources" / "requirements.txt"
 
-# pip name → import name, where they differ.
-IMPORT_NAMES = {"SimpleITK": "SimpleITK", "scikit-image": "skimage"}
-
-
-@dataclass(frozen=True)
-class Requirement:
-    name: str
-    specifier: str
-
-    @property
-    def line(self) -> str:
-        return f"{self.name}{self.specifier}"
-
-    @property
-    def import_name(self) -> str:
-        return IMPORT_NAMES.get(self.name, self.name.replace("-", "_"))
-
 
 def read_requirements(path: Path = REQUIREMENTS) -> list[Requirement]:
-    """The requirements, one per non-comment line: a name and an optional version specifier."""
-    requirements = []
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        match = re.match(r"^([A-Za-z0-9_.\-]+)\s*(.*)$", line)
-        requirements.append(Requirement(match.group(1), match.group(2).replace(" ", "")))
-    return requirements
+    """The requirements, one per line (comments and blank lines skipped)."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [Requirement(line) for line in lines if line]
 
 
 def missing(requirements: list[Requirement]) -> list[Requirement]:
-    """Requirements whose package cannot be imported."""
-    return [r for r in requirements if importlib.util.find_spec(r.import_name) is None]
+    """Requirements not installed, or installed at a version their specifier excludes."""
+    found = []
+    for requirement in requirements:
+        try:
+            version = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            found.append(requirement)
+            continue
+        if not requirement.specifier.contains(version, prereleases=True):
+            found.append(requirement)
+    return found
 
 
 def install_question(missing_requirements: list[Requirement]) -> str:
     """The confirmation asked before installing anything."""
-    names = ", ".join(r.name for r in missing_requirements)
+    names = ", ".join(str(r) for r in missing_requirements)
     return (f"BrainTumorSeg needs these Python packages, which are not installed yet: {names}.\n\n"
             "Install them now? This downloads about 1-3 GB (PyTorch is large) and can take several minutes; "
             "Slicer may be unresponsive meanwhile.")

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
+from braintumorseg.labels import SEGMENT_CONVENTION
 from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES, reference_modality
+from braintumorseg.settings import RunSettings
 
-from .runner import EngineRequest, ProcessRunner, RunState, RunStatus, SegmentationOptions
-from .segmentation_output import (OutputTarget, add_probability_volume, choose_target, write_segmentation,
-                                  write_volumes_table)
+from .display import add_probability_volume, write_volumes_table
+from .runner import EngineRequest, ProcessRunner, RunState, RunStatus
+from .segments import OutputTarget, choose_target, write_segmentation
 from .volume_files import read_volume_file, write_volume
 
 
@@ -71,7 +72,7 @@ def input_problems(inputs: dict[str, object]) -> list[str]:
     if not problems:
         reference = chosen[reference_modality(list(chosen))]
         for modality, node in chosen.items():
-            if node is not reference and overlap_fraction(node, reference) < 0.5:
+            if node is not reference and ras_box_overlap(node, reference) < 0.5:
                 problems.append(f"The {DISPLAY_NAMES[modality]} volume '{node.GetName()}' does not overlap the "
                                 f"{DISPLAY_NAMES[reference_modality(list(chosen))]} volume; select volumes of the "
                                 "same patient and study.")
@@ -82,8 +83,9 @@ def node_ids(scene) -> list[str]:
     return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
 
 
-def overlap_fraction(node, reference) -> float:
-    """Fraction of the reference volume's bounding box (in RAS) that the other volume's box covers."""
+def ras_box_overlap(node, reference) -> float:
+    """Fraction of the reference volume's bounding box (in RAS) that the other volume's box covers: a quick
+    check before a run (the engine then checks how much of the reference's brain the volume covers)."""
     a, b = np.zeros(6), np.zeros(6)
     node.GetRASBounds(a)
     reference.GetRASBounds(b)
@@ -100,15 +102,18 @@ class SegmentationLogic:
         self.scene = scene
         self.runner_factory = runner_factory
 
-    def start(self, inputs: dict[str, object], options: SegmentationOptions, output=None,
-              replace_confirmed: bool = False) -> SegmentationJob:
-        """Write the inputs to a temporary folder and start the engine; raises SegmentationFailed for bad inputs."""
+    def start(self, inputs: dict[str, object], settings: RunSettings, output=None, replace_confirmed: bool = False,
+              probability_map: bool = False) -> SegmentationJob:
+        """Write the inputs to a temporary folder and start the engine; raises SegmentationFailed for bad inputs.
+
+        The engine writes its labels in `SEGMENT_CONVENTION`, whatever `settings` say: the segments' own labels.
+        """
         inputs = {m: inputs[m] for m in MODALITIES if inputs.get(m) is not None}
         problems = input_problems(inputs)
         if problems:
             raise SegmentationFailed(problems[0])
-        if not Path(options.model).is_file():
-            raise SegmentationFailed(f"The segmentation model {options.model} is not installed; reinstall "
+        if not Path(settings.model).is_file():
+            raise SegmentationFailed(f"The segmentation model {settings.model} is not installed; reinstall "
                                      "BrainTumorSeg.")
         folder = Path(tempfile.mkdtemp(prefix="BrainTumorSeg-"))
         try:
@@ -120,8 +125,8 @@ class SegmentationLogic:
             shutil.rmtree(folder, ignore_errors=True)
             raise SegmentationFailed(str(error)) from None
         request = EngineRequest(inputs=files, output=folder / "labels.nii.gz", report=folder / "report.json",
-                                options=options,
-                                probability=folder / "probability.nii.gz" if options.probability_map else None)
+                                settings=settings.with_changes(label_convention=SEGMENT_CONVENTION),
+                                probability=folder / "probability.nii.gz" if probability_map else None)
         job = SegmentationJob(inputs=inputs, reference=inputs[reference_modality(list(inputs))], folder=folder,
                               request=request, runner=self.runner_factory(), output=output,
                               replace_confirmed=replace_confirmed)
@@ -177,10 +182,10 @@ class SegmentationLogic:
         finally:
             shutil.rmtree(job.folder, ignore_errors=True)
 
-    def segment(self, inputs: dict[str, object], options: SegmentationOptions, output=None,
-                replace_confirmed: bool = False) -> SegmentationResult:
+    def segment(self, inputs: dict[str, object], settings: RunSettings, output=None, replace_confirmed: bool = False,
+                probability_map: bool = False) -> SegmentationResult:
         """Synchronous run for batch use and tests."""
-        job = self.start(inputs, options, output, replace_confirmed)
+        job = self.start(inputs, settings, output, replace_confirmed, probability_map)
         job.runner.wait()
         return self.finish(job)
 

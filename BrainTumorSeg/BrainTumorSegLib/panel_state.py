@@ -8,24 +8,10 @@ from pathlib import Path
 from typing import Sequence
 
 from braintumorseg.modalities import MODALITIES
+from braintumorseg.protocol import STAGE_TEXT
 from braintumorseg.reliability import subset_warnings
 
 SEGMENT, CANCEL, CANCELLING = "Segment", "Cancel", "Cancelling…"
-
-# What each engine stage means to a user, for the status line.
-STAGE_TEXT = {
-    "load inputs": "Reading the volumes",
-    "load model": "Loading the model",
-    "align to reference": "Aligning the volumes",
-    "brain mask": "Finding the brain",
-    "bias correction": "Correcting intensity bias (the longest step)",
-    "normalization": "Normalizing intensities",
-    "inference": "Segmenting the tumor",
-    "post-processing": "Cleaning up the result",
-    "write output": "Saving the result",
-    "done": "Finishing",
-}
-
 
 @dataclass(frozen=True)
 class ButtonState:

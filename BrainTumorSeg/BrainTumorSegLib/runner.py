@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import signal
@@ -14,33 +13,22 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from braintumorseg.protocol import error_message, parse_progress_line
+from braintumorseg.settings import RunSettings
+
 # The folder that holds the `braintumorseg` engine package (next to this package in the module folder).
 ENGINE_PARENT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
-class SegmentationOptions:
-    """The model and what the Advanced section of the panel sets."""
-
-    model: Path
-    bias_correction: bool = True
-    register: bool = False
-    skull_strip: str = "auto"
-    tta: bool = True
-    device: str = "auto"
-    min_cluster_ml: float = 0.1
-    probability_map: bool = False
-
-
-@dataclass(frozen=True)
 class EngineRequest:
-    """One run of the engine: input files by modality, where to write, and the options."""
+    """One run of the engine: input files by modality, where to write, and the settings."""
 
     inputs: dict[str, Path]
     output: Path
     report: Path
-    options: SegmentationOptions
-    probability: Path | None = None  # where the whole-tumour probability map goes, when the options ask for it
+    settings: RunSettings
+    probability: Path | None = None  # where the whole-tumour probability map goes, when one is asked for
 
 
 class RunState(Enum):
@@ -70,44 +58,11 @@ def engine_command(request: EngineRequest, python: str | os.PathLike) -> list[st
     command = [str(python), "-m", "braintumorseg.cli", "segment"]
     for modality, path in request.inputs.items():
         command += [f"--{modality}", str(path)]
-    options = request.options
-    command += ["--output", str(request.output), "--report", str(request.report), "--model", str(options.model),
-                "--device", options.device, "--skull-strip", options.skull_strip,
-                "--min-cluster-ml", repr(float(options.min_cluster_ml)), "--json-progress"]
-    if not options.bias_correction:
-        command.append("--no-bias-correction")
-    if options.register:
-        command.append("--register")
-    if not options.tta:
-        command.append("--no-tta")
+    command += ["--output", str(request.output), "--report", str(request.report), *request.settings.to_argv(),
+                "--json-progress"]
     if request.probability is not None:
         command += ["--probability-map", str(request.probability)]
     return command
-
-
-def parse_progress(line: str) -> tuple[str, float, float | None] | None:
-    """(stage, fraction, seconds since start) from one `--json-progress` line, or None for other output."""
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or "stage" not in data:
-        return None
-    try:
-        fraction = min(1.0, max(0.0, float(data.get("fraction", 0.0))))
-        seconds = data.get("seconds")
-        return str(data["stage"]), fraction, None if seconds is None else float(seconds)
-    except (TypeError, ValueError):
-        return None
-
-
-def failure_message(stderr_text: str, returncode: int) -> str:
-    """The engine's own one-sentence explanation (its last line on stderr), or a plain fallback."""
-    lines = [line.strip() for line in stderr_text.splitlines() if line.strip()]
-    if lines:
-        last = lines[-1]
-        return last.removeprefix("error: ").removeprefix("braintumorseg: error: ")
-    return f"the segmentation stopped unexpectedly (exit code {returncode}); see the Python console for details."
 
 
 class ProcessRunner:
@@ -168,7 +123,7 @@ class ProcessRunner:
             self._status.fraction = 1.0
         else:
             self._status.state = RunState.FAILED
-            self._status.message = failure_message(self._stderr_text(), returncode)
+            self._status.message = error_message(self._stderr_text(), returncode)
         return self._status
 
     def _drain(self) -> None:
@@ -177,13 +132,12 @@ class ProcessRunner:
                 line = self._lines.get_nowait()
             except queue.Empty:
                 return
-            progress = parse_progress(line)
+            progress = parse_progress_line(line)
             if progress is None:
                 continue
-            stage, fraction, seconds = progress
-            self._status.stage, self._status.fraction = stage, fraction
-            if seconds is not None:
-                self._status.elapsed = seconds
+            self._status.stage, self._status.fraction = progress.stage, progress.fraction
+            if progress.seconds is not None:
+                self._status.elapsed = progress.seconds
 
     def _stderr_text(self) -> str:
         try:
@@ -208,11 +162,6 @@ class ProcessRunner:
                 break
             time.sleep(interval)
         return self._status
-
-    def run(self, request: EngineRequest) -> RunStatus:
-        """Synchronous: start and wait."""
-        self.start(request)
-        return self.wait()
 
 
 def _new_process_group() -> dict:
@@ -247,25 +196,15 @@ class InProcessRunner:
 
     def start(self, request: EngineRequest) -> None:
         from braintumorseg.errors import InputError
-        from braintumorseg.inference import InferenceSettings
-        from braintumorseg.modelcard import ModelCard
-        from braintumorseg.pipeline import Pipeline, SegmentationSettings
-        from braintumorseg.postprocessing import PostprocessSettings
-        from braintumorseg.preprocessing import PreprocessSettings
+        from braintumorseg.pipeline import Pipeline
 
         self._status = RunStatus()
 
         def progress(stage: str, fraction: float) -> None:
             self._status.stage, self._status.fraction = stage, fraction
 
-        options = request.options
-        settings = SegmentationSettings(
-            preprocess=PreprocessSettings(bias_correction=options.bias_correction, register=options.register,
-                                          skull_strip=options.skull_strip),
-            inference=InferenceSettings(device=options.device, tta=options.tta),
-            postprocess=PostprocessSettings(min_cluster_ml=options.min_cluster_ml))
         try:
-            pipeline = Pipeline(ModelCard.load(options.model), settings, progress)
+            pipeline = Pipeline.from_settings(request.settings, progress)
             report = pipeline.segment_files(request.inputs, request.output, request.report, request.probability)
         except InputError as error:
             self._status.state, self._status.message = RunState.FAILED, str(error)
@@ -280,8 +219,4 @@ class InProcessRunner:
         """Nothing to stop: a synchronous run has finished before anyone can cancel it."""
 
     def wait(self, timeout: float | None = None) -> RunStatus:
-        return self._status
-
-    def run(self, request: EngineRequest) -> RunStatus:
-        self.start(request)
         return self._status

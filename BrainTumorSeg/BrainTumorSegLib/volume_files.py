@@ -31,16 +31,3 @@ def read_volume_file(path: Path, what: str = "segmentation result", label_map: b
     if not storage.ReadData(node):
         raise OSError(f"the {what} {path} could not be read.")
     return node
-
-
-def load_volume(scene, path: Path, name: str, label_map: bool = False):
-    """Read an image file into a new volume node in the scene (for batch use without the application)."""
-    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode" if label_map else "vtkMRMLScalarVolumeNode", name)
-    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    storage.SetFileName(str(path))
-    if not storage.ReadData(node):
-        scene.RemoveNode(storage)
-        scene.RemoveNode(node)
-        raise OSError(f"could not read {path} as a volume.")
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    return node

@@ -13,11 +13,11 @@ from typing import Callable
 
 from .cases import Case, find_cases
 from .errors import Cancelled, InputError
-from .images import write_text_atomic
+from .labels import VOLUME_KEYS
+from .output_paths import write_text_atomic
 from .pipeline import Pipeline
 
 SUMMARY_STEM = "summary"
-VOLUME_KEYS = ("necrotic_core", "edema", "enhancing", "tumour_core", "whole_tumour")
 
 
 @dataclass

@@ -35,16 +35,16 @@ import torch
 from .bias import BiasCorrector
 from .brain_extraction import AtlasBrainExtractor
 from .errors import InputError
-from .images import read_image, write_text_atomic
+from .images import read_image
 from .inference import Segmenter, tta_plan
 from .metrics import dice, region_scores
+from .modalities import MODALITIES
 from .modelcard import ModelCard
+from .output_paths import write_text_atomic
 from .pipeline import Pipeline, SegmentationSettings, model_input_for_case
 from .postprocessing import classes_from_probabilities
 from .preprocessing import Preprocessor, brain_box, foreground_mask
 from .resources import default_model_card, sample_case
-
-MODALITIES = ("t1", "t1c", "t2", "flair")
 
 
 def peak_rss_mb() -> float:
@@ -102,8 +102,8 @@ def precision_comparison(card: ModelCard, settings: SegmentationSettings) -> dic
         return {"precision": "float32"}
     (_, (base_seconds, base)), (reduced, (seconds, probabilities)) = runs.items()
     spacing = tuple(reversed(card.spacing))
-    scores = region_scores(classes_from_probabilities(probabilities, spacing),
-                           classes_from_probabilities(base, spacing), spacing)
+    scores = region_scores(classes_from_probabilities(probabilities, spacing, settings.postprocess, card.threshold),
+                           classes_from_probabilities(base, spacing, settings.postprocess, card.threshold), spacing)
     return {"precision": reduced, "float32_seconds": round(base_seconds, 3), "seconds": round(seconds, 3),
             "speedup": round(base_seconds / seconds, 2),
             "max_probability_difference": round(float(np.abs(probabilities - base).max()), 4),

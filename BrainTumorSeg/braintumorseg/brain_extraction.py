@@ -11,7 +11,6 @@ from .errors import InputError
 from .images import mutual_information_registration
 from .resources import BRAIN_TEMPLATE
 
-SKULL_STRIP_MODES = ("auto", "on", "off")
 # Brain volumes outside this range (mL) mean the template did not land on the brain.
 PLAUSIBLE_BRAIN_ML = (600.0, 2600.0)
 

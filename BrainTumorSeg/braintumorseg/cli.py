@@ -1,20 +1,10 @@
 """The `braintumorseg` command line: segment, batch, evaluate and demo.
 
-Exit status: 0 success; 2 bad input or usage (one sentence on stderr says what is wrong and what to
-do; no output file is left behind); 1 internal error (a bug; `--debug` shows the traceback);
-130 cancelled with Ctrl-C or SIGTERM (nothing half-written is left; `batch` keeps finished cases).
-`batch` exits 1 when any case hit an internal error, else 2 when any case had bad input.
-
-Machine-readable progress, `segment --json-progress` (used by the Slicer module, which runs this
-command in a separate process): stdout carries only JSON lines, one object per progress event,
-
-    {"stage": "bias correction", "fraction": 0.17, "seconds": 3.412}
-
-`stage` is the pipeline stage starting or just finished (load inputs, load model, align to
-reference, brain mask, bias correction, normalization, inference, post-processing, write output),
-`fraction` the share of the whole run done (0 to 1, never decreasing), `seconds` the time since
-the command started. A successful run ends with {"stage": "done", "fraction": 1.0, ...} and exit
-status 0. Warnings and errors go to stderr as plain text; the report (--report) has the details.
+Exit status (`protocol`): 0 success; 2 bad input or usage (one sentence on stderr says what is wrong and what to
+do; no output file is left behind); 1 internal error (a bug; `--debug` shows the traceback); 130 cancelled with
+Ctrl-C or SIGTERM (nothing half-written is left; `batch` keeps finished cases). `batch` exits 1 when any case hit
+an internal error, else 2 when any case had bad input. `segment --json-progress` prints the progress lines that
+`protocol` specifies (the Slicer module runs this command in a separate process and reads them).
 """
 
 from __future__ import annotations
@@ -29,36 +19,17 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .brain_extraction import SKULL_STRIP_MODES
 from .errors import Cancelled, InputError
 from .images import check_file
-from .inference import DEVICES, InferenceSettings
-from .labels import CONVENTIONS, OUTPUT_CONVENTIONS, REGION_NAMES, REGIONS
-from .modalities import DISPLAY_NAMES
-from .modelcard import ModelCard
+from .labels import CONVENTIONS, REGION_NAMES, REGIONS, VOLUMES
+from .modalities import DISPLAY_NAMES, MODALITIES
 from .output_paths import check_output_folder, check_output_path, check_outputs_distinct
-from .pipeline import CancelToken, Pipeline, SegmentationReport, SegmentationSettings
-from .postprocessing import PostprocessSettings
-from .preprocessing import PreprocessSettings
+from .pipeline import CancelToken, Pipeline, SegmentationReport
 from .progress import JsonProgress, ProgressBar
+from .protocol import EXIT_CANCELLED, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, PROG, error_line
+from .settings import RunSettings, add_arguments
 
-PROG = "braintumorseg"
 OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,34 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show the traceback of internal errors")
 
     run = argparse.ArgumentParser(add_help=False)
-    run.add_argument("--model", metavar="CARD.json", help="model card (default: the shipped model)")
-    run.add_argument("--device", choices=DEVICES, default="auto",
-                     help="where the network runs; auto = CUDA, then MPS, then CPU (default: auto)")
-    run.add_argument("--no-bias-correction", action="store_true", help="skip N4 bias-field correction")
-    run.add_argument("--register", action="store_true",
-                     help="rigidly register each input to the reference (mutual information)")
-    run.add_argument("--skull-strip", choices=SKULL_STRIP_MODES, default="auto",
-                     help="strip the skull by registering a brain template (MNI ICBM152) onto the case; auto = "
-                          "only when the inputs show the head (default: auto)")
-    run.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                     help="average mirrored passes of the network, and for the whole tumour passes with "
-                          "the subsets of the sequences that keep FLAIR (default: on; --no-tta is faster)")
-    run.add_argument("--fp32", action="store_true",
-                     help="run the network in float32 (default: float16 on CUDA, bfloat16 on a CPU that computes "
-                          "it natively, about twice as fast; labels differ in a few boundary voxels)")
-    run.add_argument("--min-cluster-ml", type=_non_negative_float, default=PostprocessSettings.min_cluster_ml,
-                     metavar="ML", help="remove tumour clusters smaller than this; a smaller core cluster becomes "
-                                        "edema, an enhancing one necrotic core (mL; default %(default)s)")
-    run.add_argument("--label-convention", choices=OUTPUT_CONVENTIONS, default="brats2021",
-                     help="output labels: brats2021 = 1 necrotic core, 2 edema, 4 enhancing; "
-                          "brats2023 = 1/2/3 (default %(default)s)")
-    run.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads (default: all)")
+    add_arguments(run)
 
     segment = commands.add_parser("segment", parents=[run, common], help="segment one case",
                                   description="Segment one case; inputs are resampled onto the T1Gd grid "
                                   "(else FLAIR, else the first given) and the labels are written on it.")
-    for modality, text in (("t1", "T1"), ("t1c", "T1Gd (T1ce)"), ("t2", "T2"), ("flair", "FLAIR")):
-        segment.add_argument(f"--{modality}", metavar="FILE", help=f"{text} image (NIfTI, NRRD, MHA)")
+    for modality in MODALITIES:
+        segment.add_argument(f"--{modality}", metavar="FILE", help=f"{DISPLAY_NAMES[modality]} image (NIfTI, NRRD, "
+                             "MHA)")
     segment.add_argument("-o", "--output", required=True, metavar="OUT.nii.gz", help="label map to write")
     segment.add_argument("--report", metavar="R.json", help="also write the run report as JSON")
     segment.add_argument("--probability-map", metavar="P.nii.gz",
@@ -152,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except InputError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(error_line(str(error)), file=sys.stderr)
         return EXIT_INPUT
     except (KeyboardInterrupt, Cancelled):
         print(f"{PROG}: cancelled; nothing half-written was left behind.", file=sys.stderr)
@@ -179,26 +130,8 @@ def _interrupt(_signum, _frame) -> None:
 
 # ---- shared helpers ----------------------------------------------------------------------------
 
-def settings_from_args(args: argparse.Namespace) -> SegmentationSettings:
-    """The run settings the options describe."""
-    return SegmentationSettings(
-        preprocess=PreprocessSettings(bias_correction=not args.no_bias_correction, register=args.register,
-                                      skull_strip=args.skull_strip),
-        inference=InferenceSettings(device=args.device, tta=args.tta, amp=not args.fp32),
-        postprocess=PostprocessSettings(min_cluster_ml=args.min_cluster_ml),
-        label_convention=args.label_convention)
-
-
 def pipeline_from_args(args: argparse.Namespace, progress=None, cancel: CancelToken | None = None) -> Pipeline:
-    """Load the model card (given or shipped), set the thread count, build the pipeline."""
-    from .resources import default_model_card
-    if args.threads:
-        import SimpleITK as sitk
-        import torch
-        torch.set_num_threads(args.threads)
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
-    card = ModelCard.load(args.model if args.model else default_model_card())
-    return Pipeline(card, settings_from_args(args), progress, cancel)
+    return Pipeline.from_settings(RunSettings.from_namespace(args), progress, cancel)
 
 
 def print_warnings(report: SegmentationReport) -> None:
@@ -207,9 +140,7 @@ def print_warnings(report: SegmentationReport) -> None:
 
 
 def volumes_table(report: SegmentationReport) -> str:
-    names = {"necrotic_core": "necrotic core", "edema": "edema", "enhancing": "enhancing tumour",
-             "tumour_core": "tumour core", "whole_tumour": "whole tumour"}
-    return "\n".join(f"  {names[k]:<17} {v:9.2f} mL" for k, v in report.volumes_ml.items())
+    return "\n".join(f"  {volume.name:<17} {report.volumes_ml[volume.key]:9.2f} mL" for volume in VOLUMES)
 
 
 def scores_table(scores: dict[str, dict[str, float]]) -> str:
@@ -229,7 +160,7 @@ def _progress(json_lines: bool = False, label: str = ""):
 # ---- commands ----------------------------------------------------------------------------------
 
 def command_segment(args: argparse.Namespace) -> int:
-    inputs = {m: getattr(args, m) for m in ("t1", "t1c", "t2", "flair") if getattr(args, m)}
+    inputs = {m: getattr(args, m) for m in MODALITIES if getattr(args, m)}
     if not inputs:
         raise InputError("no input volume given: give at least one of --t1, --t1c, --t2, --flair.")
     for modality, path in inputs.items():
@@ -296,8 +227,8 @@ def command_batch(args: argparse.Namespace) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from .images import write_text_atomic
     from .metrics import evaluate_files
+    from .output_paths import write_text_atomic
     output = check_output_path(args.output, "scores file") if args.output else None
     check_outputs_distinct({"scores file": output},
                            {"--prediction": args.prediction, "--reference": args.reference})

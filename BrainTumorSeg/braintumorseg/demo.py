@@ -8,8 +8,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from .images import write_text_atomic
 from .metrics import evaluate_files
+from .output_paths import write_text_atomic
 from .overlay import overlay_png
 from .pipeline import Pipeline, SegmentationReport
 from .resources import SAMPLE_CASE, sample_case

@@ -216,35 +216,3 @@ def register_rigid(moving: sitk.Image, fixed: sitk.Image,
     except RuntimeError as error:
         raise InputError(f"rigid registration failed ({error}); run without --register "
                          "if the inputs are already aligned.") from None
-
-
-def write_image_atomic(image: sitk.Image, path: str | os.PathLike) -> None:
-    """Write an image so that the target never holds a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    temporary = path.with_name(f".{path.name}.partial{os.getpid()}{suffix}")
-    try:
-        sitk.WriteImage(image, str(temporary), useCompression=True)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
-    """Write a file (report, summary, figure) so that the target never holds a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial{os.getpid()}")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write a UTF-8 text file atomically."""
-    write_bytes_atomic(text.encode("utf-8"), path)

@@ -8,14 +8,14 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
+from monai.transforms import DivisiblePad
 
 from .errors import InputError
 from .labels import REGIONS
 from .modelcard import ModelCard, load_model
+from .settings import DEVICES
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 MIN_ROI = 32
 MIRRORS = [()] + [axes for n in (1, 2, 3) for axes in itertools.combinations((1, 2, 3), n)]
 # The whole tumour is read from FLAIR hyperintensity: for a model card with `subset_tta` (a model trained
@@ -33,16 +33,19 @@ class InferenceSettings:
     amp: bool = True  # reduced precision where the hardware runs it natively (see `reduced_precision`)
 
 
-def select_device(name: str) -> torch.device:
-    """`auto` picks CUDA, then MPS, then CPU; an explicit device must exist."""
-    if name not in DEVICES:
-        raise InputError(f"unknown device '{name}'; use one of {', '.join(DEVICES)}.")
+def select_device(name: str, allowed: tuple[str, ...] = DEVICES) -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU (among the `allowed`); an explicit device must exist."""
+    if name not in allowed:
+        raise InputError(f"unknown device '{name}'; use one of {', '.join(allowed)}.")
     cuda = torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    mps = ("mps" in allowed and getattr(torch.backends, "mps", None) is not None
+           and torch.backends.mps.is_available())
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise InputError(f"device '{name}' is not available on this machine; use --device auto or cpu.")
+    if name == "cuda" and not cuda:
+        raise InputError("--device cuda: PyTorch sees no CUDA GPU here; use --device auto or cpu.")
+    if name == "mps" and not mps:
+        raise InputError("--device mps: PyTorch sees no Apple GPU here; use --device auto or cpu.")
     return torch.device(name)
 
 
@@ -85,10 +88,7 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 def pad_to_multiple(volume: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, ...]]:
     """Zero-pad (C, z, y, x) at the far end of each axis up to a multiple; return the original shape."""
-    shape = tuple(volume.shape[1:])
-    pads = [(-n) % multiple for n in shape]
-    padded = F.pad(volume, [p for pad in reversed(pads) for p in (0, pad)])
-    return padded, shape
+    return DivisiblePad(multiple, method="end")(volume).as_tensor(), tuple(volume.shape[1:])
 
 
 def only_channels(volume: torch.Tensor, channels: tuple[int, ...]) -> torch.Tensor:

@@ -19,6 +19,9 @@ CONVENTIONS: dict[str, dict[int, int]] = {
     "nnunet": {1: ED, 2: NCR, 3: ET},
 }
 OUTPUT_CONVENTIONS = ("brats2021", "brats2023")
+# The convention whose file values are the internal classes (and the segments' labels): what the Slicer panel
+# asks the engine for, so that its label map becomes segments without a conversion.
+SEGMENT_CONVENTION = "brats2023"
 
 REGIONS = ("WT", "TC", "ET")
 REGION_NAMES = {"WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumour"}
@@ -45,6 +48,26 @@ SEGMENTS = (
             ("SCT", "49755003", "Morphologically Altered Structure"),
             ("SCT", "108369006", "Neoplasm")),
 )
+
+
+@dataclass(frozen=True)
+class Volume:
+    """One tumour volume the report gives: its key, its name on the command line and in the panel, its classes."""
+
+    key: str
+    name: str
+    title: str
+    classes: tuple[int, ...]
+
+
+VOLUMES = (
+    Volume("necrotic_core", "necrotic core", "Necrotic tumor core", (NCR,)),
+    Volume("edema", "edema", "Peritumoral edema", (ED,)),
+    Volume("enhancing", "enhancing tumour", "Enhancing tumor", (ET,)),
+    Volume("tumour_core", "tumour core", "Tumor core (necrotic + enhancing)", (NCR, ET)),
+    Volume("whole_tumour", "whole tumour", "Whole tumor (all three)", (NCR, ED, ET)),
+)
+VOLUME_KEYS = tuple(volume.key for volume in VOLUMES)
 
 
 # More unknown label values than this, and the file is an image rather than a label map.

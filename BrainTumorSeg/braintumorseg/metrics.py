@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .boxes import bounding_box
 from .errors import InputError
 from .images import check_file, same_grid
 from .labels import REGION_CLASSES, REGIONS, to_internal
@@ -53,21 +54,12 @@ def hd95(prediction: np.ndarray, reference: np.ndarray, spacing_zyx: Sequence[fl
         return 0.0
     if not has_prediction or not has_reference:
         return MAX_HD95_MM
-    box = _bounding_box(prediction | reference)
+    box = bounding_box(prediction | reference, 1)  # one voxel more: surfaces are found as on the full array
     prediction, reference = prediction[box], reference[box]
     spacing = [float(s) for s in spacing_zyx]
     distances = np.concatenate([_surface_distances(prediction, reference, spacing),
                                 _surface_distances(reference, prediction, spacing)])
     return float(np.percentile(distances, 95))
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    """The mask's bounding box grown by one voxel (so surfaces are found as on the full array)."""
-    box = []
-    for axis in range(mask.ndim):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        box.append(slice(max(0, present[0] - 1), min(mask.shape[axis], present[-1] + 2)))
-    return tuple(box)
 
 
 def region_scores(prediction: np.ndarray, reference: np.ndarray,

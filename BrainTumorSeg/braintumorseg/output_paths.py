@@ -1,9 +1,12 @@
-"""Output files and folders, checked before any work: writable, and never one of the inputs."""
+"""Output files and folders: checked before any work (writable, never one of the inputs), then written atomically
+(a target never holds a half-written file)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import SimpleITK as sitk
 
 from .errors import InputError
 
@@ -47,3 +50,35 @@ def check_outputs_distinct(outputs: dict[str, Path | None], inputs: dict[str, st
             if path.resolve() == Path(given).resolve():
                 raise InputError(f"the {flag} {path} is the {other} file; choose another file name.")
         seen[flag] = str(path)
+
+
+def write_image_atomic(image: sitk.Image, path: str | os.PathLike) -> None:
+    """Write an image so that the target never holds a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    temporary = path.with_name(f".{path.name}.partial{os.getpid()}{suffix}")
+    try:
+        sitk.WriteImage(image, str(temporary), useCompression=True)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
+    """Write a file (report, summary, figure) so that the target never holds a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial{os.getpid()}")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Write a UTF-8 text file atomically."""
+    write_bytes_atomic(text.encode("utf-8"), path)

@@ -9,8 +9,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
-from .images import write_bytes_atomic
 from .labels import SEGMENTS, to_internal
+from .output_paths import write_bytes_atomic
 
 VIEWS = ("axial", "coronal", "sagittal")
 

@@ -16,22 +16,17 @@ import SimpleITK as sitk
 import torch
 
 from .errors import Cancelled, InputError
-from .images import read_image, write_image_atomic, write_text_atomic
+from .images import read_image
 from .inference import InferenceSettings, Segmenter
-from .labels import ED, ET, NCR, from_internal
+from .labels import ED, ET, NCR, VOLUMES, from_internal
 from .modalities import DISPLAY_NAMES, reference_modality
 from .modelcard import ModelCard
+from .output_paths import write_image_atomic, write_text_atomic
 from .postprocessing import CorelessCluster, PostprocessSettings, classes_from_probabilities, coreless_clusters
-from .preprocessing import (PreparedCase, PreprocessSettings, Preprocessor, model_grid_shape, resize,
-                            stack_channels)
+from .preprocessing import PreparedCase, Preprocessor, PreprocessSettings, model_grid_shape, resize, stack_channels
+from .protocol import DONE, STAGE_WEIGHTS
 from .reliability import subset_warnings
-
-# Share of the whole run each stage takes (for the overall progress fraction).
-STAGE_WEIGHTS = {
-    "load inputs": 0.05, "load model": 0.03, "align to reference": 0.07, "brain mask": 0.02,
-    "bias correction": 0.33, "normalization": 0.03, "inference": 0.37, "post-processing": 0.06,
-    "write output": 0.04,
-}
+from .settings import RunSettings
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -63,6 +58,15 @@ class SegmentationSettings:
     postprocess: PostprocessSettings = PostprocessSettings()
     label_convention: str = "brats2021"
 
+    @classmethod
+    def from_run(cls, run: RunSettings) -> SegmentationSettings:
+        """The engine's settings for what a user set."""
+        return cls(preprocess=PreprocessSettings(bias_correction=run.bias_correction, register=run.register,
+                                                 skull_strip=run.skull_strip),
+                   inference=InferenceSettings(device=run.device, tta=run.tta, amp=not run.fp32),
+                   postprocess=PostprocessSettings(min_cluster_ml=run.min_cluster_ml),
+                   label_convention=run.label_convention)
+
 
 @dataclass
 class SegmentationReport:
@@ -89,9 +93,7 @@ def tumour_volumes_ml(classes: np.ndarray, spacing: tuple[float, ...]) -> dict[s
     """Volumes in mL of each class and of tumour core and whole tumour."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
     counts = {c: int(np.count_nonzero(classes == c)) for c in (NCR, ED, ET)}
-    volumes = {"necrotic_core": counts[NCR], "edema": counts[ED], "enhancing": counts[ET],
-               "tumour_core": counts[NCR] + counts[ET], "whole_tumour": sum(counts.values())}
-    return {k: round(v * voxel_ml, 3) for k, v in volumes.items()}
+    return {v.key: round(sum(counts[c] for c in v.classes) * voxel_ml, 3) for v in VOLUMES}
 
 
 class Pipeline:
@@ -109,6 +111,17 @@ class Pipeline:
         self._report = SegmentationReport()
         self._done = 0.0
         self._weights: dict[str, float] = {}
+
+    @classmethod
+    def from_settings(cls, run: RunSettings, progress: ProgressCallback | None = None,
+                      cancel: CancelToken | None = None) -> Pipeline:
+        """Load the model card (the given one, else the shipped one), set the thread count, build the pipeline."""
+        from .resources import default_model_card
+        if run.threads:
+            torch.set_num_threads(run.threads)
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(run.threads)
+        card = ModelCard.load(run.model or default_model_card())
+        return cls(card, SegmentationSettings.from_run(run), progress, cancel)
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -149,7 +162,7 @@ class Pipeline:
                 for path in written:  # no result without all that was asked for
                     Path(path).unlink(missing_ok=True)
                 raise
-        self.progress("done", 1.0)
+        self.progress(DONE.name, 1.0)
         return self._report
 
     def segment_images(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, SegmentationReport]:
@@ -157,7 +170,7 @@ class Pipeline:
         self._start(files=False)
         labels = self._segment(images)
         self._report.total_seconds = round(time.perf_counter() - self._wall, 3)
-        self.progress("done", 1.0)
+        self.progress(DONE.name, 1.0)
         return labels, self._report
 
     def _start(self, files: bool) -> None:
@@ -192,7 +205,7 @@ class Pipeline:
         with self._stage("post-processing"):
             classes = np.zeros(sitk.GetArrayViewFromImage(prepared.reference).shape, np.uint8)
             classes[prepared.box] = classes_from_probabilities(
-                probabilities, prepared.spacing_zyx, self._postprocess_settings())
+                probabilities, prepared.spacing_zyx, self.settings.postprocess, self.card.threshold)
             self._report.volumes_ml = tumour_volumes_ml(classes, prepared.spacing_zyx)
             islands = coreless_clusters(classes[prepared.box], prepared.spacing_zyx)
             self._report.warnings.extend(island_warnings(islands))
@@ -202,9 +215,6 @@ class Pipeline:
         self._report.precision = self._segmenter.precision
         self._report.warnings.extend(self._segmenter.warnings)
         return labels
-
-    def _postprocess_settings(self) -> PostprocessSettings:
-        return PostprocessSettings(self.settings.postprocess.min_cluster_ml, self.card.threshold)
 
     def _infer(self, prepared: PreparedCase) -> np.ndarray:
         on_model_grid, cropped_shape = model_input_for_case(prepared, self.card)

@@ -16,7 +16,6 @@ class PostprocessSettings:
     """Clusters of any tumour region smaller than `min_cluster_ml` are removed (see `remove_small_clusters`)."""
 
     min_cluster_ml: float = 0.1
-    threshold: float = 0.5
 
 
 # From the outside in: a region's classes, and what a too-small cluster of it becomes (the next region out).
@@ -81,7 +80,8 @@ def coreless_clusters(classes: np.ndarray, spacing_zyx: tuple[float, ...]) -> li
 
 
 def classes_from_probabilities(probabilities: np.ndarray, spacing_zyx: tuple[float, ...],
-                               settings: PostprocessSettings = PostprocessSettings()) -> np.ndarray:
-    """Threshold (WT, TC, ET) probabilities into internal classes and remove small clusters."""
-    classes = internal_from_regions(probabilities > settings.threshold)
+                               settings: PostprocessSettings, threshold: float) -> np.ndarray:
+    """Threshold (WT, TC, ET) probabilities at the model card's threshold into internal classes and remove small
+    clusters."""
+    classes = internal_from_regions(probabilities > threshold)
     return remove_small_clusters(classes, spacing_zyx, settings.min_cluster_ml)

@@ -13,11 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from .bias import BiasCorrector, BiasSettings
-from .brain_extraction import SKULL_STRIP_MODES, AtlasBrainExtractor, BrainExtractionSettings
+from .boxes import bounding_box
+from .brain_extraction import AtlasBrainExtractor, BrainExtractionSettings
 from .errors import InputError
 from .images import RegistrationSettings, overlap_fraction, register_rigid, resample_to_reference, same_grid
 from .modalities import DISPLAY_NAMES, MODALITIES, reference_modality
 from .normalization import NyulStandardizer, zscore
+from .settings import SKULL_STRIP_MODES
 
 MIN_OVERLAP = 0.5
 NOT_SKULL_STRIPPED = ("the inputs do not look skull-stripped (non-zero voxels reach the image border); "
@@ -205,14 +207,8 @@ def looks_skull_stripped(mask: np.ndarray) -> bool:
 
 
 def brain_box(mask: np.ndarray, spacing_zyx: tuple[float, ...], margin_mm: float) -> tuple[slice, ...]:
-    """The bounding box of the mask plus a margin, as index slices."""
-    box = []
-    for axis, spacing in enumerate(spacing_zyx):
-        other = tuple(a for a in range(3) if a != axis)
-        present = np.flatnonzero(mask.any(axis=other))
-        margin = int(np.ceil(margin_mm / spacing))
-        box.append(slice(max(0, present[0] - margin), min(mask.shape[axis], present[-1] + margin + 1)))
-    return tuple(box)
+    """The bounding box of the mask plus a margin in mm, as index slices."""
+    return bounding_box(mask, [int(np.ceil(margin_mm / spacing)) for spacing in spacing_zyx])
 
 
 def model_grid_shape(shape: tuple[int, ...], spacing_zyx: tuple[float, ...],

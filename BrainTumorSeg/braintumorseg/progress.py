@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
 from typing import TextIO
+
+from .protocol import progress_line
 
 
 class ProgressBar:
@@ -37,16 +38,14 @@ class ProgressBar:
 
 
 class JsonProgress:
-    """Writes one JSON object per progress event: {"stage": str, "fraction": 0..1, "seconds": elapsed}."""
+    """Writes one progress line (`protocol.progress_line`) per event."""
 
     def __init__(self, stream: TextIO = sys.stdout):
         self.stream = stream
         self.start = time.perf_counter()
 
     def __call__(self, stage: str, fraction: float) -> None:
-        record = {"stage": stage, "fraction": round(float(fraction), 4),
-                  "seconds": round(time.perf_counter() - self.start, 3)}
-        self.stream.write(json.dumps(record) + "\n")
+        self.stream.write(progress_line(stage, fraction, time.perf_counter() - self.start) + "\n")
         self.stream.flush()
 
     def close(self) -> None:

@@ -14,24 +14,22 @@ import SimpleITK as sitk
 slicer = pytest.importorskip("slicer")
 import vtk  # noqa: E402  (slicer-core brings it)
 
-from BrainTumorSegLib.headless import new_scene  # noqa: E402
-from BrainTumorSegLib.logic import (  # noqa: E402
-    SegmentationFailed, SegmentationLogic, SegmentationOptions, input_problems, node_ids)
+from BrainTumorSegLib.display import PROBABILITY_SHOWN_FROM, clear_probability_overlays, is_probability_map  # noqa: E402
+from BrainTumorSegLib.logic import SegmentationFailed, SegmentationLogic, input_problems, node_ids  # noqa: E402
 from BrainTumorSegLib.runner import InProcessRunner  # noqa: E402
-from BrainTumorSegLib.segmentation_output import (  # noqa: E402
-    CONTENT_HASH_ATTRIBUTE, PROBABILITY_SHOWN_FROM, SEGMENT_IDS, TERMINOLOGY_CONTEXT, VOLUME_ROWS,
-    clear_probability_overlays, content_hash, get_terminology, is_probability_map, needs_confirmation,
-    volumes_from_table)
-from BrainTumorSegLib.volume_files import load_volume  # noqa: E402
-from braintumorseg.labels import SEGMENTS  # noqa: E402
+from BrainTumorSegLib.segments import (  # noqa: E402
+    CONTENT_HASH_ATTRIBUTE, SEGMENT_IDS, TERMINOLOGY_CONTEXT, content_hash, get_terminology, needs_confirmation)
+from braintumorseg.labels import SEGMENTS, VOLUMES  # noqa: E402
+from braintumorseg.modalities import MODALITIES  # noqa: E402
+from braintumorseg.settings import RunSettings  # noqa: E402
+from slicer_scene import load_volume, new_scene, volumes_from_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TERMINOLOGY_FILE = ROOT / "BrainTumorSeg/Resources/Terminology/SegmentationCategoryTypeModifier-BrainTumorSeg.term.json"
-MODALITIES = ("t1", "t1c", "t2", "flair")
 
 
-def options(card, **changes) -> SegmentationOptions:
-    return SegmentationOptions(model=card.path, bias_correction=False, **changes)
+def options(card, **changes) -> RunSettings:
+    return RunSettings(model=str(card.path), bias_correction=False, **changes)
 
 
 def load_sample(scene, sample) -> dict:
@@ -108,17 +106,17 @@ def test_reference_geometry_and_volumes_table(run):
     assert np.allclose(matrix, ijk_to_ras(reference))
     assert geometry, "segmentation has no reference image geometry"
     voxel_ml = float(np.prod(reference.GetSpacing())) / 1000
-    counted = {key: 0.0 for key, _ in VOLUME_ROWS}
+    counted = {volume.key: 0.0 for volume in VOLUMES}
     for position, key in enumerate(("necrotic_core", "edema", "enhancing"), start=1):
         counted[key] = np.count_nonzero(labels == position) * voxel_ml
     counted["tumour_core"] = counted["necrotic_core"] + counted["enhancing"]
     counted["whole_tumour"] = counted["tumour_core"] + counted["edema"]
     assert counted["whole_tumour"] > 0, "the tiny model found nothing: the test cannot check volumes"
     table = volumes_from_table(result.table)
-    assert list(table) == [label for _, label in VOLUME_ROWS]
-    for key, label in VOLUME_ROWS:
-        assert table[label] == pytest.approx(counted[key], abs=0.002)
-        assert result.volumes_ml[key] == pytest.approx(counted[key], abs=0.002)
+    assert list(table) == [volume.title for volume in VOLUMES]
+    for volume in VOLUMES:
+        assert table[volume.title] == pytest.approx(counted[volume.key], abs=0.002)
+        assert result.volumes_ml[volume.key] == pytest.approx(counted[volume.key], abs=0.002)
     assert result.segmentation.GetNodeReference("BrainTumorSeg.VolumesTable") is result.table
     assert result.probability is None  # not asked for: no probability volume
     assert not any("probability" in scene.GetNthNode(i).GetName().lower() for i in range(scene.GetNumberOfNodes()))
@@ -166,7 +164,7 @@ def test_other_grid_and_subject_hierarchy_study(sample, tiny_card, tmp_path):
     study = hierarchy.CreateStudyItem(patient, "Study")
     for node in nodes.values():
         hierarchy.CreateItem(study, node)
-    result = SegmentationLogic(scene, InProcessRunner).segment(nodes, options(tiny_card, probability_map=True))
+    result = SegmentationLogic(scene, InProcessRunner).segment(nodes, options(tiny_card), probability_map=True)
     labels, matrix = exported_labels(result.segmentation, nodes["t1c"])
     assert np.allclose(matrix, ijk_to_ras(nodes["t1c"]))
     for node in (result.segmentation, result.table, result.probability):
@@ -186,7 +184,7 @@ def test_only_an_earlier_probability_map_is_taken_off_the_slice_views(sample, ti
     scene = new_scene()
     nodes = {"t1c": load_volume(scene, sample["t1c"], "case T1Gd")}
     probability = SegmentationLogic(scene, InProcessRunner).segment(
-        nodes, options(tiny_card, probability_map=True)).probability
+        nodes, options(tiny_card), probability_map=True).probability
     assert is_probability_map(probability) and not is_probability_map(nodes["t1c"])
     views = [scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode") for _ in range(3)]
     views[0].SetForegroundVolumeID(probability.GetID())
@@ -200,13 +198,13 @@ def test_a_result_that_cannot_be_brought_in_leaves_the_scene_as_it_was(sample, t
     nodes = {"t1c": load_volume(scene, sample["t1c"], "case T1Gd")}
     before = node_ids(scene)
     logic = SegmentationLogic(scene, InProcessRunner)
-    job = logic.start(nodes, options(tiny_card, probability_map=True))
+    job = logic.start(nodes, options(tiny_card), probability_map=True)
     job.runner.wait()
     job.request.probability.write_bytes(b"not an image")  # an unreadable map: the user is told, nothing added
     with pytest.raises(SegmentationFailed, match="The segmentation failed: the probability map .* could not be read"):
         logic.finish(job)
     assert node_ids(scene) == before
-    job = logic.start(nodes, options(tiny_card, probability_map=True))
+    job = logic.start(nodes, options(tiny_card), probability_map=True)
     job.runner.wait()
     report = json.loads(job.request.report.read_text())
     del report["volumes_ml"]  # fails after the segmentation is in the scene: it is taken out again

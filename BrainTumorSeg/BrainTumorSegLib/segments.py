@@ -1,4 +1,5 @@
-"""The result in the scene: a segmentation node with named, coloured, coded segments, and a volumes table.
+"""The result as segments: a segmentation node with named, coloured, SNOMED-coded segments in the reference
+volume's study.
 
 Also the rule that protects a user's work: a segmentation edited after BrainTumorSeg wrote it is replaced only
 when the user chose it as output and confirmed.
@@ -12,30 +13,15 @@ from enum import Enum
 import numpy as np
 import slicer
 import vtk
+from braintumorseg.labels import SEGMENTS, Segment
 from vtk.util import numpy_support
-
-from braintumorseg.labels import SEGMENTS, CONVENTIONS, Segment
 
 TERMINOLOGY_CONTEXT = "Segmentation category and type - BrainTumorSeg"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 BRAIN = ("SCT", "12738006", "Brain")
 SEGMENT_IDS = {segment.label: f"BrainTumorSeg_{segment.label}" for segment in SEGMENTS}
 CONTENT_HASH_ATTRIBUTE = "BrainTumorSeg.ContentHash"
-VOLUMES_TABLE_ROLE = "BrainTumorSeg.VolumesTable"
-PROBABILITY_COLORS = "vtkMRMLColorTableNodeFileColdToHotRainbow.txt"  # one of Slicer's colour tables
-PROBABILITY_SHOWN_FROM = 20.0  # % : the band below the shipped model's 50 % where the network hesitated
-PROBABILITY_ATTRIBUTE = "BrainTumorSeg.ProbabilityMap"  # marks the volumes the engine's maps come back in
 BINARY_LABELMAP = "Binary labelmap"
-
-# Rows of the volumes table: key in the engine's report → what the user reads.
-VOLUME_ROWS = (
-    ("necrotic_core", "Necrotic tumor core"),
-    ("edema", "Peritumoral edema"),
-    ("enhancing", "Enhancing tumor"),
-    ("tumour_core", "Tumor core (necrotic + enhancing)"),
-    ("whole_tumour", "Whole tumor (all three)"),
-)
-VOLUME_COLUMNS = ("Region", "Volume (mL)")
 
 
 def terminology_entry(segment: Segment) -> str:
@@ -124,21 +110,9 @@ def needs_confirmation(chosen_output) -> bool:
     return holds_user_work(chosen_output)
 
 
-def consecutive_labels(labelmap_node, convention: str = "brats2021") -> None:
-    """Turn the engine's label values (e.g. 1/2/4) into 1, 2, 3 in SEGMENTS order, in place."""
-    image = labelmap_node.GetImageData()
-    values = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
-    order = [segment.label for segment in SEGMENTS]
-    converted = np.zeros_like(values)
-    for file_value, internal in CONVENTIONS[convention].items():
-        converted[values == file_value] = order.index(internal) + 1
-    values[:] = converted
-    image.Modified()
-
-
 def write_segmentation(scene, labelmap_node, reference_volume, target=None, name: str = "Brain tumor"):
-    """Fill `target` (or a new segmentation node) with the three segments from the engine's label map."""
-    consecutive_labels(labelmap_node)
+    """Fill `target` (or a new segmentation node) with the three segments from the engine's label map, written in
+    `SEGMENT_CONVENTION` (its values are the segments' labels)."""
     created = target is None
     node = target
     if created:
@@ -166,36 +140,6 @@ def write_segmentation(scene, labelmap_node, reference_volume, target=None, name
     return node
 
 
-def add_probability_volume(scene, node, reference_volume, name: str) -> None:
-    """Add the engine's whole-tumour probability map (0-100 %) as a new volume beside the reference: cold to
-    hot over 0-100, and only from PROBABILITY_SHOWN_FROM % up, so that as an overlay it shows where the
-    network saw tumour or hesitated (20-50 %) and nothing elsewhere."""
-    node.SetName(scene.GenerateUniqueName(name))
-    node.SetAttribute(PROBABILITY_ATTRIBUTE, "1")
-    scene.AddNode(node)
-    node.CreateDefaultDisplayNodes()
-    display = node.GetDisplayNode()
-    display.SetAndObserveColorNodeID(PROBABILITY_COLORS)
-    display.SetAutoWindowLevel(False)
-    display.SetWindowLevelMinMax(0.0, 100.0)
-    display.SetAutoThreshold(False)
-    display.SetThreshold(PROBABILITY_SHOWN_FROM, 100.0)
-    display.ApplyThresholdOn()
-    place_in_study(scene, node, reference_volume)
-
-
-def is_probability_map(node) -> bool:
-    return node is not None and node.GetAttribute(PROBABILITY_ATTRIBUTE) is not None
-
-
-def clear_probability_overlays(scene) -> None:
-    """Take an earlier run's probability map off the slice views' foreground; the user's own layers stay."""
-    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
-        composite = scene.GetNthNodeByClass(index, "vtkMRMLSliceCompositeNode")
-        if is_probability_map(scene.GetNodeByID(composite.GetForegroundVolumeID() or "")):
-            composite.SetForegroundVolumeID(None)
-
-
 def place_in_study(scene, node, reference_volume) -> None:
     """Put the node under the same subject-hierarchy parent (the study) as the reference volume."""
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
@@ -208,43 +152,3 @@ def place_in_study(scene, node, reference_volume) -> None:
         hierarchy.SetItemParent(item, parent)
     else:  # the application creates items when nodes are added; a batch scene may not
         hierarchy.CreateItem(parent, node)
-
-
-def write_volumes_table(scene, segmentation_node, volumes_ml: dict[str, float]):
-    """The table of tumour volumes in mL, referenced by (and stored next to) the segmentation node."""
-    table = segmentation_node.GetNodeReference(VOLUMES_TABLE_ROLE)
-    if table is None:
-        table = scene.AddNewNodeByClass("vtkMRMLTableNode",
-                                        scene.GenerateUniqueName(f"{segmentation_node.GetName()} volumes"))
-        segmentation_node.SetNodeReferenceID(VOLUMES_TABLE_ROLE, table.GetID())
-    vtk_table = table.GetTable()
-    vtk_table.Initialize()
-    regions, volumes = vtk.vtkStringArray(), vtk.vtkDoubleArray()
-    regions.SetName(VOLUME_COLUMNS[0])
-    volumes.SetName(VOLUME_COLUMNS[1])
-    for key, label in VOLUME_ROWS:
-        regions.InsertNextValue(label)
-        volumes.InsertNextValue(float(volumes_ml.get(key, 0.0)))
-    vtk_table.AddColumn(regions)
-    vtk_table.AddColumn(volumes)
-    table.SetColumnUnitLabel(VOLUME_COLUMNS[1], "mL")
-    table.SetUseColumnTitleAsColumnHeader(True)
-    table.Modified()
-    place_in_study(scene, table, segmentation_node)
-    return table
-
-
-def volumes_from_table(table) -> dict[str, float]:
-    """Read the volumes back from a table written by `write_volumes_table` (region label → mL)."""
-    vtk_table = table.GetTable()
-    names, values = vtk_table.GetColumnByName(VOLUME_COLUMNS[0]), vtk_table.GetColumnByName(VOLUME_COLUMNS[1])
-    return {names.GetValue(row): values.GetValue(row) for row in range(vtk_table.GetNumberOfRows())}
-
-
-def show_in_3d(segmentation_node, visible: bool) -> None:
-    """Show or hide the segments as surfaces in the 3D view."""
-    if visible:
-        segmentation_node.CreateClosedSurfaceRepresentation()
-    display = segmentation_node.GetDisplayNode()
-    if display is not None:
-        display.SetVisibility3D(visible)

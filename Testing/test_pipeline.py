@@ -10,7 +10,8 @@ import SimpleITK as sitk
 
 from braintumorseg.errors import Cancelled
 from braintumorseg.inference import select_device
-from braintumorseg.pipeline import STAGE_WEIGHTS, CancelToken, Pipeline, SegmentationSettings, tumour_volumes_ml
+from braintumorseg.pipeline import CancelToken, Pipeline, SegmentationSettings, tumour_volumes_ml
+from braintumorseg.protocol import STAGE_WEIGHTS
 from braintumorseg.postprocessing import PostprocessSettings
 
 

@@ -12,50 +12,34 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from BrainTumorSegLib.headless import new_scene  # noqa: E402
 from BrainTumorSegLib.logic import SegmentationFailed, SegmentationLogic  # noqa: E402
-from BrainTumorSegLib.runner import (  # noqa: E402
-    EngineRequest, InProcessRunner, ProcessRunner, RunState, SegmentationOptions, engine_command, failure_message,
-    parse_progress)
-from BrainTumorSegLib.volume_files import load_volume  # noqa: E402
+from BrainTumorSegLib.runner import EngineRequest, InProcessRunner, ProcessRunner, RunState, engine_command  # noqa: E402
 from braintumorseg.cli import build_parser  # noqa: E402
 from braintumorseg.resources import default_model_card  # noqa: E402
+from braintumorseg.settings import RunSettings  # noqa: E402
+from slicer_scene import load_volume, new_scene  # noqa: E402
 
-from test_slicer_logic import exported_labels, node_ids  # noqa: E402
+from test_logic import exported_labels, node_ids  # noqa: E402
 
 
 def test_command_line_is_what_the_engine_parses(tmp_path):
+    settings = RunSettings(model=str(tmp_path / "m.json"), bias_correction=False, register=True, skull_strip="off",
+                           tta=False, device="cpu", min_cluster_ml=0.25, fp32=True, label_convention="brats2023",
+                           threads=1)
     request = EngineRequest(inputs={"t1c": tmp_path / "a b.nrrd", "flair": tmp_path / "f.nrrd"},
-                            output=tmp_path / "out.nii.gz", report=tmp_path / "r.json",
-                            options=SegmentationOptions(model=tmp_path / "m.json", bias_correction=False,
-                                                        register=True, skull_strip="off", tta=False, device="cpu",
-                                                        min_cluster_ml=0.25, probability_map=True),
+                            output=tmp_path / "out.nii.gz", report=tmp_path / "r.json", settings=settings,
                             probability=tmp_path / "p.nii.gz")
     command = engine_command(request, "/usr/bin/python3")
     assert command[:4] == ["/usr/bin/python3", "-m", "braintumorseg.cli", "segment"]
     args = build_parser().parse_args(command[3:])
     assert (args.t1c, args.flair, args.t1, args.t2) == (str(tmp_path / "a b.nrrd"), str(tmp_path / "f.nrrd"),
                                                         None, None)
-    assert (args.output, args.report, args.model) == (str(request.output), str(request.report),
-                                                      str(request.options.model))
-    assert (args.no_bias_correction, args.register, args.skull_strip, args.tta, args.device) == (
-        True, True, "off", False, "cpu")
-    assert args.min_cluster_ml == 0.25 and args.json_progress and args.probability_map == str(tmp_path / "p.nii.gz")
+    assert (args.output, args.report) == (str(request.output), str(request.report))
+    assert RunSettings.from_namespace(args) == settings  # every setting crosses the process boundary
+    assert args.json_progress and args.probability_map == str(tmp_path / "p.nii.gz")
     defaults = build_parser().parse_args(engine_command(EngineRequest({}, request.output, request.report,
-                                                                      SegmentationOptions(tmp_path)), "python")[3:])
-    assert (defaults.no_bias_correction, defaults.register, defaults.skull_strip, defaults.tta,
-            defaults.probability_map) == (False, False, "auto", True, None)
-
-
-def test_progress_lines_and_failure_messages():
-    assert parse_progress('{"stage": "inference", "fraction": 0.61, "seconds": 12.5}\n') == ("inference", 0.61, 12.5)
-    assert parse_progress("Loading weights...\n") is None
-    assert parse_progress('{"other": 1}') is None
-    assert parse_progress('[1, 2]') is None
-    message = failure_message("some warning\nbraintumorseg: error: FLAIR: every voxel is zero; this is an empty "
-                              "volume.\n", 2)
-    assert message == "FLAIR: every voxel is zero; this is an empty volume."
-    assert "exit code 1" in failure_message("", 1)
+                                                                      RunSettings()), "python")[3:])
+    assert RunSettings.from_namespace(defaults) == RunSettings() and defaults.probability_map is None
 
 
 def sample_nodes(scene, sample, modalities=("t1", "t1c", "t2", "flair")):
@@ -65,7 +49,7 @@ def sample_nodes(scene, sample, modalities=("t1", "t1c", "t2", "flair")):
 def test_background_run_reports_stages_and_matches_the_in_process_run(sample, tiny_card):
     scene = new_scene()
     nodes = sample_nodes(scene, sample)
-    options = SegmentationOptions(model=tiny_card.path, bias_correction=False, device="cpu")
+    options = RunSettings(model=str(tiny_card.path), bias_correction=False, device="cpu")
     logic = SegmentationLogic(scene, ProcessRunner)
     job = logic.start(nodes, options)
     assert isinstance(job.runner, ProcessRunner) and job.runner.pid != os.getpid()
@@ -93,7 +77,7 @@ def test_cancel_kills_the_process_group_and_leaves_the_scene_unchanged(sample, t
     before = node_ids(scene)
     logic = SegmentationLogic(scene, ProcessRunner)
     # Bias correction on the full-size case keeps the engine busy long enough to cancel it mid-run.
-    job = logic.start(nodes, SegmentationOptions(model=tiny_card.path, bias_correction=True, device="cpu"))
+    job = logic.start(nodes, RunSettings(model=str(tiny_card.path), bias_correction=True, device="cpu"))
     deadline = time.monotonic() + 60
     while logic.poll(job).stage not in ("bias correction", "normalization", "inference"):
         assert not job.status.finished, job.status.message
@@ -123,16 +107,16 @@ def test_failed_run_gives_the_engine_sentence_and_changes_nothing(sample, tiny_c
     for runner in (ProcessRunner, InProcessRunner):
         logic = SegmentationLogic(scene, runner)
         with pytest.raises(SegmentationFailed) as failure:
-            logic.segment(nodes, SegmentationOptions(model=damaged / "model.json", bias_correction=False,
-                                                     probability_map=True))
+            logic.segment(nodes, RunSettings(model=str(damaged / "model.json"), bias_correction=False),
+                          probability_map=True)
         message = str(failure.value)
         assert message.startswith("The segmentation failed: ") and "checksum" in message
         assert "Traceback" not in message and "\n" not in message
         assert node_ids(scene) == before
     with pytest.raises(SegmentationFailed, match="not installed"):
-        SegmentationLogic(scene).start(nodes, SegmentationOptions(model=tmp_path / "missing.json"))
+        SegmentationLogic(scene).start(nodes, RunSettings(model=str(tmp_path / "missing.json")))
     with pytest.raises(SegmentationFailed, match="Select at least one"):
-        SegmentationLogic(scene).start({"t1": None}, SegmentationOptions(model=damaged / "model.json"))
+        SegmentationLogic(scene).start({"t1": None}, RunSettings(model=str(damaged / "model.json")))
     assert node_ids(scene) == before
 
 
@@ -140,8 +124,9 @@ def test_the_panel_gets_the_shipped_models_warning_for_flair_alone(sample):
     """The background run with the shipped model hands the report's reliability warning, and the probability
     map, to the panel."""
     scene = new_scene()
-    options = SegmentationOptions(model=default_model_card(), bias_correction=False, tta=False, probability_map=True)
-    result = SegmentationLogic(scene, ProcessRunner).segment(sample_nodes(scene, sample, ("flair",)), options)
+    options = RunSettings(model=str(default_model_card()), bias_correction=False, tta=False)
+    result = SegmentationLogic(scene, ProcessRunner).segment(sample_nodes(scene, sample, ("flair",)), options,
+                                                             probability_map=True)
     assert any(w.startswith("from FLAIR alone the tumour core and enhancing tumour are less reliable")
                and w.endswith("adding T1Gd restored them in validation.") for w in result.warnings), result.warnings
     assert result.volumes_ml["whole_tumour"] > 10

@@ -1,0 +1,36 @@
+"""What the Slicer module installs on first use: its requirements file, read with `packaging`, and how it agrees
+with the project's own dependency list."""
+
+from __future__ import annotations
+
+import tomllib
+
+from packaging.requirements import Requirement
+
+from BrainTumorSegLib.dependencies import DECLINED, install_question, missing, read_requirements
+
+from conftest import ROOT
+
+# What Slicer's own Python already has: the module never installs these.
+SHIPPED_BY_SLICER = {"numpy", "simpleitk"}
+
+
+def test_missing_packages_and_versions_outside_the_range():
+    assert missing(read_requirements()) == []  # all installed in this environment
+    absent = Requirement("surely-not-a-real-package-xyz>=1")
+    too_old = Requirement("numpy<1.0")
+    assert missing([absent, Requirement("numpy"), too_old]) == [absent, too_old]
+    question = install_question([absent])
+    assert "surely-not-a-real-package-xyz>=1" in question and question.rstrip().endswith("meanwhile.")
+    assert "cannot run" in DECLINED
+
+
+def test_the_slicer_requirements_are_the_projects_dependencies():
+    """One dependency list: requirements.txt names each dependency of pyproject.toml that Slicer lacks, with the
+    same version range."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {Requirement(line).name.lower(): Requirement(line) for line in project["dependencies"]}
+    slicer = {r.name.lower(): r for r in read_requirements()}
+    assert set(slicer) == set(declared) - SHIPPED_BY_SLICER
+    for name, requirement in slicer.items():
+        assert requirement.specifier == declared[name].specifier, name
