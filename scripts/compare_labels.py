@@ -18,6 +18,10 @@ def main(before: Path, after: Path) -> int:
         print(f"no label maps in {before}")
         return 2
     for name in names:
+        if not (after / name).exists():
+            changed += 1
+            print(f"{name:<32} MISSING from {after}")
+            continue
         a, b = sitk.ReadImage(str(before / name)), sitk.ReadImage(str(after / name))
         differ = int(np.count_nonzero(sitk.GetArrayViewFromImage(a) != sitk.GetArrayViewFromImage(b)))
         same_grid = a.GetSize() == b.GetSize() and np.allclose(a.GetOrigin(), b.GetOrigin()) and np.allclose(

@@ -9,6 +9,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from .metrics import evaluate_files
+from .modalities import MODALITIES
 from .output_paths import write_text_atomic
 from .overlay import overlay_png
 from .pipeline import Pipeline, SegmentationReport
@@ -32,7 +33,7 @@ def run_demo(output_folder: str | Path, pipeline: Pipeline) -> DemoResult:
     folder = Path(output_folder)
     name = SAMPLE_CASE.name
     files = sample_case()
-    inputs = {m: files[m] for m in ("t1", "t1c", "t2", "flair")}
+    inputs = {m: files[m] for m in MODALITIES}
     segmentation = folder / f"{name}_segmentation.nii.gz"
     report_path = folder / f"{name}_report.json"
     report = pipeline.segment_files(inputs, segmentation, report_path)
