@@ -4,8 +4,8 @@ the source of the supported Slicer releases; a new use fails here until it is ch
 
 Checked at Slicer/Slicer v5.10.0 (a2b6d082be04274a849884fbb1e85634a9df90fb) and v5.12.3
 (9034c71a8fce68ab312458b3d7d16f610562263d), and fepegar/SlicerPyTorch e1c85cc0 (2024-04-22, its latest commit).
-Qt members are Qt 5.15 API (both releases build with Qt 5.15 by default), not Slicer source. Where each one is
-defined: docs/slicer-compatibility.md.
+Qt members are Qt 5 API, not read in any source here (both releases' official builds use Qt 5.15). Where each one
+is defined: docs/slicer-compatibility.md.
 """
 
 from __future__ import annotations
