@@ -4,10 +4,11 @@ with the project's own dependency list."""
 from __future__ import annotations
 
 import tomllib
+from importlib import metadata
 
 from packaging.requirements import Requirement
 
-from BrainTumorSegLib.dependencies import DECLINED, install_question, missing, read_requirements
+from BrainTumorSegLib.dependencies import DECLINED, install_question, missing, read_requirements, self_test_skip_reason
 
 from conftest import ROOT
 
@@ -34,3 +35,14 @@ def test_the_slicer_requirements_are_the_projects_dependencies():
     assert set(slicer) == set(declared) - SHIPPED_BY_SLICER
     for name, requirement in slicer.items():
         assert requirement.specifier == declared[name].specifier, name
+
+
+def test_the_self_test_reason_names_each_unmet_requirement_in_one_sentence():
+    """The self-test installs nothing: under ctest it skips with this sentence instead."""
+    torch_version = metadata.version("torch")  # e.g. "2.13.0+cpu"
+    assert missing([Requirement("torch>=2.5")]) == []  # a local build suffix still meets the range
+    unmet = missing([Requirement("surely-not-a-real-package-xyz>=1"), Requirement("torch>=99")])
+    reason = self_test_skip_reason(unmet)
+    assert reason == (f"BrainTumorSeg's self-test needs surely-not-a-real-package-xyz>=1 (not installed), torch>=99 "
+                      f"(installed: {torch_version}) and installs nothing itself: click Segment once in the "
+                      "BrainTumorSeg panel to install them, then run it again.")

@@ -136,11 +136,16 @@ def test_the_module_file_opens_without_pytorch():
 
 
 def test_sample_data_registration_names_the_bundled_files():
-    """Registration and the self-test take the files from the engine's `sample_case()`, which must all exist."""
+    """Registration (through BrainTumorSegLib.sample_data) and the self-test take the files from the engine's
+    `sample_case()`, which must all exist."""
     tree = ast.parse(MODULE_FILE.read_text())
-    users = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
-             and any(isinstance(call, ast.Call) and getattr(call.func, "id", "") == "sample_case"
-                     for call in ast.walk(node))}
-    assert {"registerSampleData", "test_SampleCaseSegmentation"} <= users
+
+    def callers(name):
+        return {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+                and any(isinstance(call, ast.Call) and getattr(call.func, "id", "") == name
+                        for call in ast.walk(node))}
+
+    assert "test_SampleCaseSegmentation" in callers("sample_case")
+    assert "registerSampleData" in callers("sample_data_source")
     files = sample_case()
     assert set(files) == {"t1", "t1c", "t2", "flair", "label"} and all(p.is_file() for p in files.values())

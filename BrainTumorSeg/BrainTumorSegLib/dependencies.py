@@ -31,6 +31,20 @@ def missing(requirements: list[Requirement]) -> list[Requirement]:
     return found
 
 
+def describe(requirement: Requirement) -> str:
+    """e.g. "torch>=2.5 (installed: 2.4.1)" or "monai>=1.5.1 (not installed)"."""
+    try:
+        return f"{requirement} (installed: {metadata.version(requirement.name)})"
+    except metadata.PackageNotFoundError:
+        return f"{requirement} (not installed)"
+
+
+def self_test_skip_reason(missing_requirements: list[Requirement]) -> str:
+    """Why the self-test does not run: it installs nothing (pip would download gigabytes under ctest)."""
+    return (f"BrainTumorSeg's self-test needs {', '.join(describe(r) for r in missing_requirements)} and installs "
+            "nothing itself: click Segment once in the BrainTumorSeg panel to install them, then run it again.")
+
+
 def install_question(missing_requirements: list[Requirement]) -> str:
     """The confirmation asked before installing anything."""
     names = ", ".join(str(r) for r in missing_requirements)
