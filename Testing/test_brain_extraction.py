@@ -1,4 +1,4 @@
-"""Skull stripping: the brain template registered onto real brains that still have a head around them."""
+"""Skull stripping: the brain template and deepbet on real brains that still have a head around them."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import pytest
 import SimpleITK as sitk
 
 from braintumorseg.benchmark import skull_stripping
-from braintumorseg.brain_extraction import AtlasBrainExtractor
+from braintumorseg.brain_extraction import AtlasBrainExtractor, BrainExtractionSettings
 from braintumorseg.cli import main
 from braintumorseg.errors import InputError
-from braintumorseg.images import mutual_information_registration
 from braintumorseg.labels import to_internal
 from braintumorseg.metrics import dice, read_label_map, region_scores
 from braintumorseg.modelcard import ModelCard
@@ -20,26 +19,11 @@ from braintumorseg.pipeline import Pipeline, SegmentationSettings
 from braintumorseg.preprocessing import NOT_SKULL_STRIPPED, PreprocessSettings, Preprocessor, foreground_mask
 from braintumorseg.resources import default_model_card
 from conftest import SHARED_DATA
+from training.brain_extraction_benchmark import sample_to_scanner, with_head
 
 MODALITIES = ("t1", "t1c", "t2", "flair")
-# (inner mm, outer mm, share of the median brain intensity): CSF, bone, scalp around the brain.
-HEAD_SHELLS = ((0.0, 3.0, 0.15), (3.0, 8.0, 0.05), (8.0, 14.0, 1.4))
 RAW_CASE = SHARED_DATA / "clinical_raw" / "TCGA-FG-6692_raw_native"
-
-
-def with_head(image: sitk.Image, brain: sitk.Image, seed: int) -> sitk.Image:
-    """A skull-stripped brain given back a head: CSF rim, dark bone, bright scalp, noisy air."""
-    distance = sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(
-        brain, insideIsPositive=False, squaredDistance=False, useImageSpacing=True))
-    array = sitk.GetArrayFromImage(image).astype(np.float32)
-    level = float(np.median(array[array > 0]))
-    for inner, outer, share in HEAD_SHELLS:
-        array[(distance > inner) & (distance <= outer)] = share * level
-    array[distance > HEAD_SHELLS[-1][1]] = 0.0
-    array += np.abs(np.random.default_rng(seed).normal(0.0, 0.02 * level, array.shape)).astype(np.float32)
-    head = sitk.GetImageFromArray(array)
-    head.CopyInformation(image)
-    return head
+TEMPLATE = PreprocessSettings(bias_correction=False, brain_extraction=BrainExtractionSettings(method="template"))
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +52,7 @@ def heads(sample, tmp_path_factory) -> dict:
 
 def test_template_finds_the_brain_inside_a_head(heads):
     t1 = sitk.ReadImage(str(heads["files"]["t1"]))
-    preprocessor = Preprocessor(PreprocessSettings(bias_correction=False))
+    preprocessor = Preprocessor(TEMPLATE)
     arrays = {"t1": sitk.GetArrayFromImage(t1)}
     off = Preprocessor(PreprocessSettings(skull_strip="off")).brain_mask(t1, arrays)
     mask, warnings = preprocessor.brain_mask(t1, arrays)
@@ -77,7 +61,7 @@ def test_template_finds_the_brain_inside_a_head(heads):
     print("brain Dice", round(score, 3), "mask mL", mask.sum() * 1.728 / 1000,
           "truth", heads["brain"].sum() * 1.728 / 1000)
     assert score >= 0.93
-    assert len(warnings) == 1 and "stripped by registering a brain template onto the T1" in warnings[0]
+    assert len(warnings) == 1 and "stripped by registering a brain template (MNI ICBM152) on the T1" in warnings[0]
 
 
 def test_skull_stripped_inputs_are_left_alone(sample):
@@ -87,9 +71,11 @@ def test_skull_stripped_inputs_are_left_alone(sample):
     auto_mask, auto_warnings = Preprocessor().brain_mask(t1, arrays)
     np.testing.assert_array_equal(auto_mask, foreground)
     assert auto_warnings == []
-    forced, forced_warnings = Preprocessor(PreprocessSettings(skull_strip="on")).brain_mask(t1, arrays)
-    assert forced_warnings == [] and not (forced & ~foreground).any()
-    assert dice(forced, foreground) >= 0.97, "the template with its margin must cover a stripped brain"
+    for method in ("template", "deepbet"):
+        settings = PreprocessSettings(skull_strip="on", brain_extraction=BrainExtractionSettings(method=method))
+        forced, forced_warnings = Preprocessor(settings).brain_mask(t1, arrays)
+        assert forced_warnings == [] and not (forced & ~foreground).any()
+        assert dice(forced, foreground) >= 0.97, f"{method} with its margin must cover a stripped brain"
     measured = skull_stripping("t1")  # the benchmark's numbers: the template's brain alone against the sample's
     print(measured)
     assert measured["dice_against_sample_mask"] >= 0.93 and measured["seconds"] > 0
@@ -112,21 +98,12 @@ def test_segmenting_a_head_strips_its_skull(heads, tmp_path, capsys):
     output = tmp_path / "labels.nii.gz"
     args = [a for m in MODALITIES for a in (f"--{m}", str(files[m]))]
     assert main(["segment", *args, "-o", str(output), "--no-tta"]) == 0
-    assert "stripped by registering a brain template" in capsys.readouterr().err
+    assert "stripped by deepbet" in capsys.readouterr().err
     predicted, image = read_label_map(output, "brats2021", "prediction")
     reference, _ = read_label_map(files["label"], "brats2021", "reference")
     scores = region_scores(predicted, reference, image.GetSpacing()[::-1])
     print({r: round(s["dice"], 3) for r, s in scores.items()})
     assert scores["WT"]["dice"] >= 0.80 and scores["TC"]["dice"] >= 0.80
-
-
-def sample_to_scanner(scanner: sitk.Image, stripped: sitk.Image) -> sitk.Transform:
-    """Rigid transform from sample (BraTS space) points to this patient's scanner space, fitted in the brain only."""
-    method = mutual_information_registration(32, 0.1, 1, 300, (4, 2, 1), (2.0, 1.0, 0.0), gradient_tolerance=1e-7)
-    method.SetMetricFixedMask(stripped != 0)
-    method.SetInitialTransform(sitk.CenteredTransformInitializer(
-        stripped, scanner, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY), inPlace=False)
-    return method.Execute(stripped, scanner)
 
 
 @pytest.mark.skipif(not RAW_CASE.is_dir(), reason=f"real data absent: {RAW_CASE} (see ../shared/data/PROVENANCE.md)")
@@ -151,5 +128,6 @@ def test_scanner_native_case_is_segmented_after_skull_stripping(sample):
                              for i in (labels, reference)), labels.GetSpacing()[::-1])
     print("brain Dice", round(brain_dice, 3), {r: round(s["dice"], 3) for r, s in scores.items()}, report.stage_seconds)
     assert brain_dice >= 0.9, "against the skull stripping BraTS-Toolkit did for this patient"
-    assert any("stripped by registering" in w for w in report.warnings)
+    assert any("stripped by deepbet" in w for w in report.warnings)
+    assert not any("look swapped" in w or "mixed up" in w for w in report.warnings), "the sequences are right"
     assert scores["WT"]["dice"] >= 0.65 and scores["TC"]["dice"] >= 0.75 and scores["ET"]["dice"] >= 0.75

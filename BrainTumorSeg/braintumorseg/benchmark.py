@@ -7,8 +7,9 @@ of the process, N4 seconds per volume, and for one modality N4 fitted on the ima
 versus fitted at full resolution: the time ratio and the largest relative difference of the two
 corrected images inside the brain (raw, and after matching their global scale, which N4 leaves
 free and z-score normalization removes). The full-resolution fit takes minutes: --no-full-fit skips it.
-Skull stripping (the brain template registered onto the T1, as --skull-strip on does): its time against
-the end-to-end run's, and the Dice of its brain against the sample's own skull stripping (BraTS-Toolkit).
+Skull stripping (the brain template registered onto the T1, as --brain-extraction template does; the default
+deepbet is measured by `python -m training.brain_extraction_benchmark`): its time against the end-to-end
+run's, and the Dice of its brain against the sample's own skull stripping (BraTS-Toolkit).
 It also runs the network on the same prepared input in float32 and in the reduced precision the engine
 uses by default (bfloat16 on a CPU that computes it natively, float16 on CUDA): time ratio, largest
 probability difference and the Dice between the two label maps per region.
@@ -188,7 +189,7 @@ def print_results(results: dict) -> None:
     else:
         print("network precision: float32 only (no reduced precision that this device runs natively)")
     strip = results["skull_stripping"]
-    print(f"skull stripping ({strip['modality']}, as --skull-strip on): {strip['seconds']:.2f} s wall / "
+    print(f"skull stripping ({strip['modality']}, --brain-extraction template): {strip['seconds']:.2f} s wall / "
           f"{strip['cpu_seconds']:.2f} s CPU = {strip['seconds'] / e2e['total_seconds']:.2f}x the end-to-end run; "
           f"brain {strip['brain_ml']:.0f} mL, Dice {strip['dice_against_sample_mask']:.3f} against the sample's own "
           f"skull stripping ({strip['sample_brain_ml']:.0f} mL)")

@@ -1,4 +1,4 @@
-"""Skull stripping for inputs that still show the head: a brain template registered onto the case."""
+"""Skull stripping for inputs that still show the head: a brain template registered onto the case, or deepbet."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import SimpleITK as sitk
 from .errors import InputError
 from .images import mutual_information_registration
 from .resources import BRAIN_TEMPLATE
+from .settings import BRAIN_EXTRACTION_METHODS
 
 # Brain volumes outside this range (mL) mean the template did not land on the brain.
 PLAUSIBLE_BRAIN_ML = (600.0, 2600.0)
@@ -17,14 +18,19 @@ PLAUSIBLE_BRAIN_ML = (600.0, 2600.0)
 
 @dataclass(frozen=True)
 class BrainExtractionSettings:
-    """Affine registration (Mattes mutual information) of the T1 brain template onto one input."""
+    """`method` (deepbet or template) and its parameters: for the template, the affine registration (Mattes
+    mutual information) of the T1 brain template onto one input; for deepbet, its grid and threshold."""
 
+    method: str = BRAIN_EXTRACTION_METHODS[0]
     working_spacing_mm: float = 2.0
     histogram_bins: int = 32
     sampling_fraction: float = 0.2
     iterations: int = 200
     margin_mm: float = 2.0
     seed: int = 7
+    deepbet_spacing_mm: float = 1.0
+    deepbet_threshold: float = 0.5
+    deepbet_margin_mm: float = 2.0
 
 
 class AtlasBrainExtractor:
@@ -51,14 +57,8 @@ class AtlasBrainExtractor:
     def mask(self, image: sitk.Image) -> np.ndarray:
         """The brain as a boolean (z, y, x) array on the image's grid."""
         moved = sitk.Resample(self.distance, image, self.register(image), sitk.sitkLinear, 1e6, sitk.sitkFloat32)
-        brain = sitk.GetArrayFromImage(moved) <= self.settings.margin_mm
-        volume_ml = brain.sum() * float(np.prod(image.GetSpacing())) / 1000.0
-        low, high = PLAUSIBLE_BRAIN_ML
-        if not low <= volume_ml <= high:
-            raise InputError(f"skull stripping failed: the brain template landed on {volume_ml:.0f} mL, not a "
-                             "brain. Strip the skull with another tool (e.g. HD-BET) and run with skull "
-                             "stripping off.")
-        return brain
+        return plausible_brain(sitk.GetArrayFromImage(moved) <= self.settings.margin_mm, image,
+                               "the brain template landed on")
 
     def register(self, image: sitk.Image) -> sitk.Transform:
         """The affine transform that maps the case's physical points onto the template."""
@@ -86,6 +86,81 @@ class AtlasBrainExtractor:
         method.SetMetricMovingMask(self.sampled)
         method.SetInitialTransform(transform, inPlace=True)
         method.Execute(case, self.template)
+
+
+class DeepbetBrainExtractor:
+    """The brain found by deepbet (Fisch et al. 2024; MIT; a U-Net for T1-weighted brain extraction whose
+    TorchScript weights ship inside its wheel, so nothing is downloaded).
+
+    The image is put in the RAS orientation deepbet was trained in and on `deepbet_spacing_mm` cubic voxels
+    (it rescales its brain box to 256 voxels a side, so thick slices must be made isotropic first). Its brain
+    (probability above `deepbet_threshold`; the largest connected part, holes filled), grown there by
+    `deepbet_margin_mm` so that a tumour at the brain's edge is kept, and brought back onto the image's grid,
+    is the mask.
+    """
+
+    def __init__(self, settings: BrainExtractionSettings = BrainExtractionSettings()):
+        self.settings = settings
+        try:
+            from deepbet import BrainExtraction
+        except ImportError:
+            raise InputError("brain extraction 'deepbet' needs the deepbet package, which is not installed: "
+                             "reinstall BrainTumorSeg (pip install braintumorseg), or use "
+                             "--brain-extraction template.") from None
+        import torch
+        self.network = BrainExtraction(no_gpu=not torch.cuda.is_available())
+
+    def mask(self, image: sitk.Image) -> np.ndarray:
+        """The brain as a boolean (z, y, x) array on the image's grid."""
+        settings = self.settings
+        ras = isotropic(sitk.DICOMOrient(image, "RAS"), settings.deepbet_spacing_mm)
+        volume = sitk.GetArrayFromImage(ras).transpose(2, 1, 0).copy()  # deepbet's (x, y, z) RAS voxel order
+        try:
+            probability = self.network.run_model(volume)
+        except (AssertionError, RuntimeError) as error:
+            raise InputError(f"skull stripping failed (deepbet: {error or 'no brain found'}). Try "
+                             "--brain-extraction template, or strip the skull with another tool and run with "
+                             "skull stripping off.") from None
+        found = sitk.GetImageFromArray((probability > settings.deepbet_threshold).transpose(2, 1, 0).astype(np.uint8))
+        found.CopyInformation(ras)
+        brain = sitk.BinaryFillhole(largest_component(found))
+        outside_mm = sitk.SignedMaurerDistanceMap(brain, insideIsPositive=False, squaredDistance=False,
+                                                  useImageSpacing=True)
+        outside_mm = sitk.Resample(outside_mm, image, sitk.Transform(), sitk.sitkLinear, 1e6)
+        return plausible_brain(sitk.GetArrayFromImage(outside_mm) <= settings.deepbet_margin_mm, image,
+                               "deepbet found")
+
+
+def brain_extractor(settings: BrainExtractionSettings = BrainExtractionSettings()):
+    """The extractor the settings name (an object with `mask(image) -> (z, y, x) bool array`)."""
+    if settings.method == "template":
+        return AtlasBrainExtractor(settings)
+    if settings.method == "deepbet":
+        return DeepbetBrainExtractor(settings)
+    raise InputError(f"unknown brain extraction '{settings.method}'; use {', '.join(BRAIN_EXTRACTION_METHODS)}.")
+
+
+def method_description(method: str) -> str:
+    """How a method finds the brain, in words for the run's warnings and report."""
+    return {"template": "registering a brain template (MNI ICBM152)",
+            "deepbet": "deepbet (a brain extraction network)"}[method]
+
+
+def plausible_brain(brain: np.ndarray, image: sitk.Image, what: str) -> np.ndarray:
+    """The mask, or a clear error when its volume cannot be a brain."""
+    volume_ml = brain.sum() * float(np.prod(image.GetSpacing())) / 1000.0
+    low, high = PLAUSIBLE_BRAIN_ML
+    if not low <= volume_ml <= high:
+        raise InputError(f"skull stripping failed: {what} {volume_ml:.0f} mL, not a brain. Try the other "
+                         f"--brain-extraction ({', '.join(BRAIN_EXTRACTION_METHODS)}), or strip the skull with "
+                         "another tool (e.g. HD-BET) and run with skull stripping off.")
+    return brain
+
+
+def largest_component(mask: sitk.Image) -> sitk.Image:
+    """The largest connected part of a binary image."""
+    parts = sitk.RelabelComponent(sitk.ConnectedComponent(mask), sortByObjectSize=True)
+    return parts == 1
 
 
 def isotropic(image: sitk.Image, spacing_mm: float) -> sitk.Image:

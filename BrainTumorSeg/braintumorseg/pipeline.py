@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from .brain_extraction import BrainExtractionSettings
 from .errors import Cancelled, InputError
 from .images import read_image
 from .inference import InferenceSettings, Segmenter
@@ -26,6 +27,7 @@ from .postprocessing import CorelessCluster, PostprocessSettings, classes_from_p
 from .preprocessing import PreparedCase, Preprocessor, PreprocessSettings, model_grid_shape, resize, stack_channels
 from .protocol import DONE, STAGE_WEIGHTS
 from .reliability import subset_warnings
+from .sequence_check import SequenceChecker, SequenceCheckSettings
 from .settings import RunSettings
 
 ProgressCallback = Callable[[str, float], None]
@@ -57,15 +59,18 @@ class SegmentationSettings:
     inference: InferenceSettings = InferenceSettings()
     postprocess: PostprocessSettings = PostprocessSettings()
     label_convention: str = "brats2021"
+    sequence_check: SequenceCheckSettings = SequenceCheckSettings()
 
     @classmethod
     def from_run(cls, run: RunSettings) -> SegmentationSettings:
         """The engine's settings for what a user set."""
         return cls(preprocess=PreprocessSettings(bias_correction=run.bias_correction, register=run.register,
-                                                 skull_strip=run.skull_strip),
+                                                 skull_strip=run.skull_strip,
+                                                 brain_extraction=BrainExtractionSettings(method=run.brain_extraction)),
                    inference=InferenceSettings(device=run.device, tta=run.tta, amp=not run.fp32),
                    postprocess=PostprocessSettings(min_cluster_ml=run.min_cluster_ml),
-                   label_convention=run.label_convention)
+                   label_convention=run.label_convention,
+                   sequence_check=SequenceCheckSettings(enabled=not run.trust_sequences))
 
 
 @dataclass
@@ -106,6 +111,7 @@ class Pipeline:
         self.progress = progress or (lambda stage, fraction: None)
         self.cancel = cancel or CancelToken()
         self.preprocessor = Preprocessor(settings.preprocess, card.normalization)
+        self.sequence_checker = SequenceChecker(settings.sequence_check)
         self._segmenter: Segmenter | None = None
         self._whole_tumour: tuple[np.ndarray, PreparedCase] | None = None  # last run's WT probability, its case
         self._report = SegmentationReport()
@@ -141,6 +147,7 @@ class Pipeline:
         self._start(files=True)
         if not inputs:
             raise InputError("no input volume given: give at least one of --t1, --t1c, --t2, --flair.")
+        self.sequence_checker.check_names(inputs)
         with self._stage("load inputs"):
             images = {m: read_image(p, DISPLAY_NAMES.get(m, m)) for m, p in inputs.items()}
         self._report.inputs = {m: str(p) for m, p in inputs.items()}
@@ -198,6 +205,8 @@ class Pipeline:
             raise InputError(f"the model uses {', '.join(self.card.channels)}; none of these was given.")
         prepared = self.preprocessor.run(usable, self._stage, self.cancel.check)
         self._report.warnings.extend(prepared.warnings)
+        self._report.warnings.extend(self.sequence_checker.contrast_warnings(prepared.channels, prepared.mask,
+                                                                             prepared.spacing_zyx))
         self._report.warnings.extend(subset_warnings(self.card.channels, self.card.metrics, list(usable)))
         with self._stage("inference"):
             probabilities = self._infer(prepared)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .bias import BiasCorrector, BiasSettings
 from .boxes import bounding_box
-from .brain_extraction import AtlasBrainExtractor, BrainExtractionSettings
+from .brain_extraction import BrainExtractionSettings, brain_extractor, method_description
 from .errors import InputError
 from .images import RegistrationSettings, overlap_fraction, register_rigid, resample_to_reference, same_grid
 from .modalities import DISPLAY_NAMES, MODALITIES, reference_modality
@@ -77,7 +77,7 @@ class Preprocessor:
         self.settings = settings
         self.normalization = normalization
         self.bias_corrector = BiasCorrector(settings.bias)
-        self._brain_extractor: AtlasBrainExtractor | None = None  # loaded for the first case that needs it
+        self._brain_extractor = None  # loaded for the first case that needs it
         if settings.skull_strip not in SKULL_STRIP_MODES:
             raise InputError(f"unknown skull stripping '{settings.skull_strip}'; use {', '.join(SKULL_STRIP_MODES)}.")
 
@@ -142,12 +142,13 @@ class Preprocessor:
         image = sitk.GetImageFromArray(arrays[modality])
         image.CopyInformation(reference)
         if self._brain_extractor is None:
-            self._brain_extractor = AtlasBrainExtractor(self.settings.brain_extraction)
+            self._brain_extractor = brain_extractor(self.settings.brain_extraction)
         mask &= self._brain_extractor.mask(image)
         if mode == "on":
             return mask, []
-        return mask, [f"the inputs were not skull-stripped: the skull was stripped by registering a brain template "
-                      f"onto the {DISPLAY_NAMES[modality]}; check the result near the brain's edge."]
+        return mask, [f"the inputs were not skull-stripped: the skull was stripped by "
+                      f"{method_description(self.settings.brain_extraction.method)} on the {DISPLAY_NAMES[modality]}; "
+                      "check the result near the brain's edge."]
 
     def correct_bias(self, arrays: dict[str, np.ndarray], mask: np.ndarray, spacing_zyx: tuple[float, ...],
                      warnings: list[str], check: Callable[[], None]) -> dict[str, np.ndarray]:

@@ -18,6 +18,8 @@ from .labels import OUTPUT_CONVENTIONS
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TRAINING_DEVICES = ("auto", "cpu", "cuda")  # `python -m training` runs on CUDA or the CPU
 SKULL_STRIP_MODES = ("auto", "on", "off")
+# How the skull is stripped; the first is the default, chosen by measurement (docs/brain-extraction.md).
+BRAIN_EXTRACTION_METHODS = ("deepbet", "template")
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,15 @@ class RunSettings:
     bias_correction: bool = _option(True, "N4 bias-field correction (default: on)", parameter="biasCorrection")
     register: bool = _option(False, "rigidly register each input to the reference (mutual information; "
                                     "default: off)", parameter="registerInputs")
-    skull_strip: str = _option("auto", "strip the skull by registering a brain template (MNI ICBM152) onto the "
-                                       "case; auto = only when the inputs show the head (default: auto)",
+    skull_strip: str = _option("auto", "strip the skull (see --brain-extraction); auto = only when the inputs show "
+                                       "the head (default: auto)",
                                choices=SKULL_STRIP_MODES, parameter="skullStrip")
+    brain_extraction: str = _option(BRAIN_EXTRACTION_METHODS[0], "how the skull is stripped: deepbet = a brain "
+                                    "extraction network (its weights ship with it), template = register a brain "
+                                    "template (MNI ICBM152) onto the case (default: deepbet)",
+                                    choices=BRAIN_EXTRACTION_METHODS)
+    trust_sequences: bool = _option(False, "skip the check that each file is the sequence its flag says (file name, "
+                                           "header echo time, contrast inside the brain; default: checked)")
     tta: bool = _option(True, "average mirrored passes of the network, and for the whole tumour passes with the "
                               "subsets of the sequences that keep FLAIR (default: on; --no-tta is faster)",
                         parameter="testTimeAugmentation")
