@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = [c["seconds"] for c in prepared.values()]
 
     total = sum(len(v) for v in rows.values())
-    flagged = sum(g > model.margin for v in rows.values() for g in v)
+    flagged = int(sum(g > model.margin for v in rows.values() for g in v))
     print(f"sequence check on {len(correct_gains)} validation cases (margin {model.margin} log-probability, "
           f"model fitted on {len(train)} training cases, {len(FEATURES)} statistics per channel)")
     print(f"  {'given swapped':<16} {'flagged':>8} {'smallest gain':>14}")
@@ -190,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(correct_gains)} correctly named validation cases")
     print(f"contrast check time per case: median {np.median(seconds):.3f} s, max {max(seconds):.3f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps({"margin": model.margin, "swap_gains": rows,
-                                               "correct_gains": correct_gains, "other_gains": other_gains,
+        Path(args.json).write_text(json.dumps({"margin": model.margin,
+                                               "swap_gains": {k: [float(g) for g in v] for k, v in rows.items()},
+                                               "correct_gains": {k: float(v) for k, v in correct_gains.items()},
+                                               "other_gains": {k: float(v) for k, v in other_gains.items()},
                                                "flagged": flagged, "swaps": total,
                                                "names_check": [caught, tried, false]}, indent=2) + "\n")
     return 0
