@@ -32,7 +32,7 @@ def missing(requirements: list[Requirement]) -> list[Requirement]:
 
 
 def describe(requirement: Requirement) -> str:
-    """e.g. "torch>=2.5 (installed: 2.4.1)" or "monai>=1.5.1 (not installed)"."""
+    """e.g. "torch>=2.8 (installed: 2.4.1)" or "monai>=1.6 (not installed)"."""
     try:
         return f"{requirement} (installed: {metadata.version(requirement.name)})"
     except metadata.PackageNotFoundError:
