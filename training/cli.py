@@ -114,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fp32", action="store_true",
                           help="run the network in float32 (default: the engine's reduced precision where native)")
 
+    clinical = commands.add_parser("clinical-like", help="make clinical-like exams of labelled cases (seeded)")
+    clinical.add_argument("roots", nargs="+", type=Path, help="folders holding labelled, co-registered cases")
+    clinical.add_argument("--out", type=Path, required=True, help="folder for <case>/<case>_{t1,t1ce,t2,flair,seg}")
+    clinical.add_argument("--seed", type=int, default=0)
+    clinical.add_argument("--cases", nargs="*", default=[], help="only these case names")
+
     benchmark = commands.add_parser("benchmark", help="training throughput, fp32 against mixed precision")
     benchmark.add_argument("--batch-size", type=int, default=2)
     benchmark.add_argument("--patch", type=int, default=64)
@@ -147,6 +153,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate(EvaluateSettings(args.model, args.roots, args.out, tuple(args.cases), subsets, segmentation))
     print(markdown_table(result["means"]), end="")
     print(f"tables written to {args.out}")
+    return 0
+
+
+def _clinical_like(args: argparse.Namespace) -> int:
+    from .clinical_like import generate
+    folders = generate(args.roots, args.out, args.seed, tuple(args.cases))
+    print(f"{len(folders)} clinical-like exams (seed {args.seed}) written to {args.out}")
     return 0
 
 
@@ -217,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("train", "finetune"):
             return _train(args)
         return {"export": _export, "evaluate": _evaluate, "benchmark": _benchmark, "pack": _pack,
-                "unpack": _unpack}[args.command](args)
+                "unpack": _unpack, "clinical-like": _clinical_like}[args.command](args)
     except InputError as error:
         print(f"python -m training: error: {error}", file=sys.stderr)
         return 2
