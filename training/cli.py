@@ -65,8 +65,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--lr", type=float, default=2e-3)
         sub.add_argument("--init-filters", type=int, default=16)
         sub.add_argument("--loss", default="dice_bce", choices=("dice_bce", "wce", "gdice"))
-        sub.add_argument("--augmentation", default="standard", choices=("standard", "strong"),
-                         help="intensity augmentation: standard, or strong (wider contrast changes, blur)")
+        sub.add_argument("--augmentation", default="standard", choices=("standard", "strong", "clinical"),
+                         help="intensity augmentation: standard, strong (wider contrast changes, blur), or "
+                              "clinical (strong, plus thick slices, misregistration, bias and contrast per "
+                              "sequence and head rotations to 20 degrees: training/augment.py)")
         sub.add_argument("--modality-dropout", type=float, default=0.5, metavar="P",
                          help="share of complete-case patches trained with a subset of the modalities (default 0.5)")
         sub.add_argument("--val-every", type=int, default=250)

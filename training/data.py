@@ -21,6 +21,7 @@ from monai.transforms import (
     RandShiftIntensityd,
 )
 
+from .augment import CLINICAL_ROTATION, ClinicalAugmentation
 from .files import read_json
 
 MANIFEST = "manifest.json"
@@ -69,11 +70,11 @@ def load_cases(cache: Path, names: list[str] | None = None) -> list[CachedCase]:
     return cases
 
 
-def spatial_augmentation() -> Compose:
-    """Rotations, scaling and flips on {"image", "label"} patches."""
+def spatial_augmentation(rotation: float = 0.26, prob: float = 0.3) -> Compose:
+    """Rotations (radians per axis), scaling and flips on {"image", "label"} patches."""
     keys = ["image", "label"]
     return Compose([
-        RandAffined(keys, prob=0.3, rotate_range=(0.26, 0.26, 0.26), scale_range=(0.15, 0.15, 0.15),
+        RandAffined(keys, prob=prob, rotate_range=(rotation,) * 3, scale_range=(0.15, 0.15, 0.15),
                     mode=("bilinear", "nearest"), padding_mode="zeros"),
         RandFlipd(keys, prob=0.5, spatial_axis=0),
         RandFlipd(keys, prob=0.5, spatial_axis=1),
@@ -93,10 +94,12 @@ class IntensityStrength:
     blur_prob: float = 0.0
 
 
-# "strong" widens scale, shift, gamma and noise (other scanners' contrast) and blurs (thicker slices).
+# "strong" widens scale, shift, gamma and noise (other scanners' contrast) and blurs (thicker slices);
+# "clinical" is "strong" after the clinical-exam changes of augment.py and wider head rotations.
 INTENSITY_STRENGTHS = {
     "standard": IntensityStrength(0.1, 0.1, (0.7, 1.5), 0.2, 0.05),
     "strong": IntensityStrength(0.25, 0.2, (0.65, 1.6), 0.3, 0.1, blur_prob=0.2),
+    "clinical": IntensityStrength(0.25, 0.2, (0.65, 1.6), 0.3, 0.1, blur_prob=0.2),
 }
 AUGMENTATIONS = tuple(INTENSITY_STRENGTHS)
 
@@ -133,14 +136,18 @@ class PatchSampler:
         self.settings = settings
         self.seed = seed
         self.rank = rank
-        self.spatial = spatial_augmentation()
+        clinical = settings.augmentation == "clinical"
+        self.spatial = spatial_augmentation(CLINICAL_ROTATION, 0.5) if clinical else spatial_augmentation()
         self.intensity = intensity_augmentation(settings.augmentation)
+        self.clinical = ClinicalAugmentation() if clinical else None
 
     def batch(self, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(image, regions, region mask) for `size` patches."""
         rng = np.random.default_rng([self.seed, step, self.rank])
         self.spatial.set_random_state(seed=int(rng.integers(2**31)))
         self.intensity.set_random_state(seed=int(rng.integers(2**31)))
+        if self.clinical is not None:
+            self.clinical.set_random_state(int(rng.integers(2**31)))
         items = [self._sample(self.cases[int(rng.integers(len(self.cases)))], rng) for _ in range(size)]
         return tuple(torch.stack(parts) for parts in zip(*items))
 
@@ -154,6 +161,8 @@ class PatchSampler:
         label = crop(case.regions, centre, p).astype(np.float32)
         out = self.spatial({"image": torch.from_numpy(image), "label": torch.from_numpy(label)})
         image = torch.as_tensor(out["image"]).float()
+        if self.clinical is not None:  # each sequence as its own series; the brain is then their union
+            image = self.clinical(image, case.channels)
         brain = image.abs().sum(0, keepdim=True) > 0
         image = torch.as_tensor(self.intensity({"image": image})["image"]).float()
         keep = torch.from_numpy(self._channels(case.channels, rng).astype(np.float32))[:, None, None, None]
