@@ -113,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                           help="test-time augmentation (mirrors and, where the card allows, subsets), as the engine "
                                "does by default")
+    evaluate.add_argument("--register", action="store_true",
+                          help="register every sequence rigidly onto the reference before segmenting")
+    evaluate.add_argument("--clinical-like", type=int, metavar="SEED",
+                          help="also make clinical-like exams of the cases with this seed (in --out) and score "
+                               "them beside the originals: docs/clinical-benchmark.md")
     evaluate.add_argument("--fp32", action="store_true",
                           help="run the network in float32 (default: the engine's reduced precision where native)")
 
@@ -148,12 +153,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     from braintumorseg.pipeline import SegmentationSettings
     from braintumorseg.preprocessing import PreprocessSettings
 
-    from .evaluate import EvaluateSettings, evaluate, markdown_table
-    segmentation = SegmentationSettings(PreprocessSettings(bias_correction=not args.no_bias_correction),
+    from .evaluate import EvaluateSettings, evaluate
+    preprocess = PreprocessSettings(bias_correction=not args.no_bias_correction, register=args.register)
+    segmentation = SegmentationSettings(preprocess,
                                         InferenceSettings(device=args.device, tta=args.tta, amp=not args.fp32))
     subsets = tuple(s.strip() for s in args.subsets.split(",") if s.strip())
-    result = evaluate(EvaluateSettings(args.model, args.roots, args.out, tuple(args.cases), subsets, segmentation))
-    print(markdown_table(result["means"]), end="")
+    result = evaluate(EvaluateSettings(args.model, args.roots, args.out, tuple(args.cases), subsets, segmentation,
+                                       args.clinical_like))
+    print(result["markdown"], end="")
     print(f"tables written to {args.out}")
     return 0
 

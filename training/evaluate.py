@@ -25,7 +25,8 @@ from braintumorseg.pipeline import Pipeline, SegmentationSettings
 from .discovery import WHOLE_TUMOUR_ONLY, LabelledCase, labelled_cases
 
 DEFAULT_SUBSETS = ("all", "flair+t1c", "flair+t1", "flair")
-COLUMNS = ["case", "subset", "channels"] + [f"{r}_{m}" for r in REGIONS for m in ("dice", "hd95")] + ["seconds"]
+PRISTINE, CLINICAL_LIKE = "pristine", "clinical-like"
+COLUMNS = ["condition", "case", "subset", "channels"] + [f"{r}_{m}" for r in REGIONS for m in ("dice", "hd95")] + ["seconds"]
 
 
 def parse_subset(name: str) -> tuple[str, ...]:
@@ -49,6 +50,7 @@ class EvaluateSettings:
     cases: tuple[str, ...] = ()
     subsets: tuple[str, ...] = DEFAULT_SUBSETS
     segmentation: SegmentationSettings = field(default_factory=SegmentationSettings)
+    clinical_like: int | None = None  # a seed: also score clinical-like exams of the same cases (clinical_like.py)
 
 
 def reference_classes(item: LabelledCase) -> tuple[np.ndarray, sitk.Image, tuple[str, ...]]:
@@ -113,8 +115,81 @@ def markdown_table(table: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _score_items(pipeline: Pipeline, items: list[LabelledCase], subsets: dict[str, tuple[str, ...]],
+                 condition: str, log, precisions: set[str]) -> list[dict[str, str]]:
+    """One row per case and subset it has: Dice and HD95 per region."""
+    rows = []
+    for item in items:
+        for name, modalities in subsets.items():
+            usable = tuple(m for m in modalities if m in pipeline.card.channels)
+            if not usable or not set(usable) <= set(item.case.inputs):
+                continue
+            result = score_case(pipeline, item, usable)
+            precisions.add(result["precision"])
+            row = {"condition": condition, "case": item.case.name, "subset": name, "channels": "+".join(usable),
+                   "seconds": f"{result['seconds']:.1f}"}
+            for region in REGIONS:
+                scores = result[region]
+                row[f"{region}_dice"] = "" if scores is None else f"{scores['dice']:.4f}"
+                row[f"{region}_hd95"] = "" if scores is None else f"{scores['hd95']:.2f}"
+            rows.append(row)
+            log(f"{item.case.name} [{name}{'' if condition == PRISTINE else ', ' + condition}] " + ", ".join(
+                f"{r} {row[f'{r}_dice']} / {row[f'{r}_hd95']} mm" for r in REGIONS if row[f"{r}_dice"])
+                + f" ({row['seconds']} s)")
+    return rows
+
+
+def clinical_like_items(roots: list[Path], items: list[LabelledCase], folder: Path, seed: int,
+                        log) -> list[LabelledCase]:
+    """The clinical-like exams of the cases (seeded), made in `folder`; exams already there with this seed
+    are kept (the generator is deterministic per seed and case)."""
+    from .clinical_like import generate
+    todo = []
+    for item in items:
+        record = folder / item.case.name / "exam.json"
+        if not (record.is_file() and json.loads(record.read_text()).get("seed") == seed):
+            todo.append(item.case.name)
+    if todo:
+        generate(roots, folder, seed, tuple(todo), log=log)
+    return labelled_cases([folder], only={i.case.name for i in items})
+
+
+def side_by_side(rows: list[dict[str, str]], subset: str = "all") -> dict[str, dict[str, dict[str, float | None]]]:
+    """Per case: each condition's Dice and HD95 per region for one subset."""
+    table: dict[str, dict[str, dict[str, float | None]]] = {}
+    for row in (r for r in rows if r["subset"] == subset):
+        cell = table.setdefault(row["case"], {}).setdefault(row["condition"], {})
+        for region in REGIONS:
+            for metric in ("dice", "hd95"):
+                value = row[f"{region}_{metric}"]
+                cell[f"{region}_{metric}"] = float(value) if value else None
+    return table
+
+
+def side_by_side_markdown(means: dict[str, dict], cases: dict[str, dict], subset: str = "all") -> str:
+    """Means of both conditions, then one row per case: pristine against clinical-like Dice per region."""
+    lines = ["| condition | " + " | ".join(f"{r} Dice | {r} HD95 (mm)" for r in REGIONS) + " |",
+             "|---|" + "---|---|" * len(REGIONS)]
+    for condition, table in means.items():
+        regions = table.get(subset, {})
+        cells = [f"{regions[r]['dice_mean']:.3f} | {regions[r]['hd95_mean']:.1f}" if r in regions else "– | –"
+                 for r in REGIONS]
+        lines.append(f"| {condition} | " + " | ".join(cells) + " |")
+    lines += ["", "| case | " + " | ".join(f"{r} pristine | {r} clinical-like" for r in REGIONS) + " |",
+              "|---|" + "---|---|" * len(REGIONS)]
+    for case, conditions in cases.items():
+        cells = []
+        for region in REGIONS:
+            for condition in (PRISTINE, CLINICAL_LIKE):
+                value = conditions.get(condition, {}).get(f"{region}_dice")
+                cells.append("–" if value is None else f"{value:.3f}")
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
-    """Score every selected case with every subset it has; write cases.csv, means.json and means.md."""
+    """Score every selected case with every subset it has (and, with a clinical-like seed, its clinical-like
+    exam too); write cases.csv, means.json and means.md."""
     subsets = {name: parse_subset(name) for name in settings.subsets}
     card = ModelCard.load(settings.card)
     if not subsets:
@@ -127,40 +202,38 @@ def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
     if not items:
         raise InputError(f"no labelled case found under {', '.join(map(str, settings.roots))}.")
     pipeline = Pipeline(card, settings.segmentation)
-    rows, precisions = [], set()
-    for item in items:
-        for name, modalities in subsets.items():
-            usable = tuple(m for m in modalities if m in card.channels)
-            if not usable or not set(usable) <= set(item.case.inputs):
-                continue
-            result = score_case(pipeline, item, usable)
-            precisions.add(result["precision"])
-            row = {"case": item.case.name, "subset": name, "channels": "+".join(usable),
-                   "seconds": f"{result['seconds']:.1f}"}
-            for region in REGIONS:
-                scores = result[region]
-                row[f"{region}_dice"] = "" if scores is None else f"{scores['dice']:.4f}"
-                row[f"{region}_hd95"] = "" if scores is None else f"{scores['hd95']:.2f}"
-            rows.append(row)
-            log(f"{item.case.name} [{name}] " + ", ".join(
-                f"{r} {row[f'{r}_dice']} / {row[f'{r}_hd95']} mm" for r in REGIONS if row[f"{r}_dice"])
-                + f" ({row['seconds']} s)")
+    precisions: set[str] = set()
+    rows = _score_items(pipeline, items, subsets, PRISTINE, log, precisions)
     if not rows:
         raise InputError("no case has all the modalities of any requested subset; choose other --subsets.")
+    clinical_rows = []
+    if settings.clinical_like is not None:
+        exams = settings.out / f"clinical-like-{settings.clinical_like}"
+        clinical_rows = _score_items(pipeline, clinical_like_items(settings.roots, items, exams, settings.clinical_like, log),
+                                     subsets, CLINICAL_LIKE, log, precisions)
     settings.out.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(rows + clinical_rows)
     write_text_atomic(buffer.getvalue(), settings.out / "cases.csv")
     table = summarize(rows, tuple(subsets))
     segmentation = settings.segmentation
     result = {"model": f"{card.name} {card.version}", "sha256": card.sha256, "means": table,
               "cases": sorted({r["case"] for r in rows}),
               "pipeline": {"engine": __version__, "bias_correction": segmentation.preprocess.bias_correction,
+                           "register": segmentation.preprocess.register,
                            "tta": segmentation.inference.tta,
                            "min_cluster_ml": segmentation.postprocess.min_cluster_ml,
                            "precision": ", ".join(sorted(precisions))}}
+    markdown = markdown_table(table)
+    if settings.clinical_like is not None:
+        both = {PRISTINE: table, CLINICAL_LIKE: summarize(clinical_rows, tuple(subsets))}
+        per_case = side_by_side(rows + clinical_rows)
+        result["clinical_like"] = {"seed": settings.clinical_like, "exams": str(exams), "means": both[CLINICAL_LIKE],
+                                   "cases": per_case}
+        markdown += "\n" + side_by_side_markdown(both, per_case)
     write_text_atomic(json.dumps(result, indent=2) + "\n", settings.out / "means.json")
-    write_text_atomic(markdown_table(table), settings.out / "means.md")
+    write_text_atomic(markdown, settings.out / "means.md")
+    result["markdown"] = markdown
     return result
