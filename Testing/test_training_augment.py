@@ -94,13 +94,13 @@ def _case(size: int = 32) -> CachedCase:
 
 def test_sampler_clinical_batches_are_reproducible_and_keep_label_on_t1gd():
     case = _case()
-    sampler = PatchSampler([case], SamplerSettings(patch=24, augmentation="clinical", modality_dropout=0.0), 5)
-    image, label, _ = sampler.batch(7, 4)
-    again, label_again, _ = sampler.batch(7, 4)
+    sampler = PatchSampler([case], SamplerSettings(patch=20, augmentation="clinical", modality_dropout=0.0), 5)
+    image, label, _ = sampler.batch(7, 3)
+    again, label_again, _ = sampler.batch(7, 3)
     assert torch.equal(image, again) and torch.equal(label, label_again)
-    plain = PatchSampler([case], SamplerSettings(patch=24, augmentation="strong", modality_dropout=0.0), 5)
-    assert not torch.equal(plain.batch(7, 4)[0], image)
-    for index in range(4):  # the bright T1Gd tumour is where the label is, whatever rotation was drawn
+    plain = PatchSampler([case], SamplerSettings(patch=20, augmentation="strong", modality_dropout=0.0), 5)
+    assert not torch.equal(plain.batch(7, 3)[0], image)
+    for index in range(3):  # the bright T1Gd tumour is where the label is, whatever rotation was drawn
         t1c, tumour = image[index, T1C], label[index, 0] > 0
         if tumour.sum() > 20 and (~tumour).sum() > 20:
             assert t1c[tumour].mean() > t1c[~tumour & (t1c != 0)].mean() + 1.0

@@ -113,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                           help="test-time augmentation (mirrors and, where the card allows, subsets), as the engine "
                                "does by default")
-    evaluate.add_argument("--register", action="store_true",
-                          help="register every sequence rigidly onto the reference before segmenting")
+    evaluate.add_argument("--register", nargs="?", const="on", choices=("on", "off", "auto"),
+                          help="co-registration of the sequences (bare --register: on; default: the engine's)")
     evaluate.add_argument("--clinical-like", type=int, metavar="SEED",
                           help="also make clinical-like exams of the cases with this seed (in --out) and score "
                                "them beside the originals: docs/clinical-benchmark.md")
@@ -148,13 +148,24 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_value(default: object, choice: str) -> object:
+    """An on/off/auto choice as the engine's setting holds it (a bool, or the mode's name)."""
+    if isinstance(default, bool):
+        if choice == "auto":
+            raise InputError("--register auto needs an engine that decides registration itself; use on or off.")
+        return choice == "on"
+    return choice
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from braintumorseg.inference import InferenceSettings
     from braintumorseg.pipeline import SegmentationSettings
     from braintumorseg.preprocessing import PreprocessSettings
 
     from .evaluate import EvaluateSettings, evaluate
-    preprocess = PreprocessSettings(bias_correction=not args.no_bias_correction, register=args.register)
+    preprocess = PreprocessSettings(bias_correction=not args.no_bias_correction)
+    if args.register is not None:
+        preprocess = replace(preprocess, register=_engine_value(preprocess.register, args.register))
     segmentation = SegmentationSettings(preprocess,
                                         InferenceSettings(device=args.device, tta=args.tta, amp=not args.fp32))
     subsets = tuple(s.strip() for s in args.subsets.split(",") if s.strip())

@@ -20,9 +20,9 @@ import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter1d
 
 from braintumorseg.errors import InputError
-from braintumorseg.images import read_image, write_image_atomic, write_text_atomic
+from braintumorseg.images import read_image
 from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES
-from braintumorseg.output_paths import check_output_folder
+from braintumorseg.output_paths import check_output_folder, write_image_atomic, write_text_atomic
 
 from .discovery import labelled_cases
 
