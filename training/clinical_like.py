@@ -112,10 +112,10 @@ def rigid(matrix: np.ndarray, translation: np.ndarray, centre: np.ndarray) -> si
 def compose(outer: sitk.AffineTransform, inner: sitk.AffineTransform) -> sitk.AffineTransform:
     """outer(inner(x)) as one affine transform."""
     a, b = (np.array(t.GetMatrix()).reshape(3, 3) for t in (outer, inner))
-    offset = lambda t: np.array(t.TransformPoint((0.0, 0.0, 0.0)))  # noqa: E731 - the transform's image of 0
+    origin_of = [np.array(t.TransformPoint((0.0, 0.0, 0.0))) for t in (outer, inner)]  # where each sends 0
     transform = sitk.AffineTransform(3)
     transform.SetMatrix((a @ b).ravel().tolist())
-    transform.SetTranslation((a @ offset(inner) + offset(outer)).tolist())
+    transform.SetTranslation((a @ origin_of[1] + origin_of[0]).tolist())
     return transform
 
 
