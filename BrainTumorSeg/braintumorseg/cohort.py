@@ -12,6 +12,7 @@ counts of the process that starts the run (bfloat16 sums on the CPU depend on th
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import multiprocessing
@@ -338,6 +339,7 @@ def run_cohort(cases: list[Case], output_folder: str | Path, pipeline: Pipeline,
                            shard=shard)
     stem = summary_stem(cohort.shard)
     order = {job.name: job.index for job in jobs}
+    remove_partial_files(folder, [job.name for job in jobs] + [stem])
 
     def write() -> None:
         summary.results = [results[i] for i in sorted(results)]
@@ -365,6 +367,13 @@ def run_cohort(cases: list[Case], output_folder: str | Path, pipeline: Pipeline,
             close()
     write()
     return summary
+
+
+def remove_partial_files(folder: Path, stems: list[str]) -> None:
+    """Delete what a killed run was writing (.<name>.partial<pid> files) for the cases this run redoes."""
+    for stem in stems:
+        for path in folder.glob(f".{glob.escape(stem)}.*partial*"):
+            path.unlink(missing_ok=True)
 
 
 def merge_summaries(cases: list[Case], folder: Path, input_folder: str = "") -> BatchSummary:
