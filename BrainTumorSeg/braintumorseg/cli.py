@@ -211,7 +211,7 @@ def command_batch(args: argparse.Namespace) -> int:
     cohort = CohortSettings.from_namespace(args)
     if cohort.scheduler != "local" and cohort.backend != "dask":
         raise InputError("--scheduler is for --backend dask; add --backend dask or leave --scheduler out.")
-    shard = parse_shard(cohort.shard) if cohort.shard else (1, 1)
+    shard = parse_shard(cohort.shard)
     pipeline = pipeline_from_args(args)
     progress = CohortProgress(sys.stderr)
 
@@ -233,7 +233,7 @@ def command_batch(args: argparse.Namespace) -> int:
         progress.case_finished(result.status != "ok", kept)
 
     try:
-        summary = run_cohort(cases, output, pipeline, cohort, shard, on_case=on_case, on_result=on_result,
+        summary = run_cohort(cases, output, pipeline, cohort, on_case=on_case, on_result=on_result,
                              on_plan=lambda jobs, kept: progress.plan(len(jobs) + len(kept)),
                              input_folder=str(args.folder))
     finally:

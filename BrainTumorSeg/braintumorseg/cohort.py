@@ -31,9 +31,7 @@ from .cases import Case
 from .errors import Cancelled, InputError
 from .modelcard import ModelCard, sha256_of
 from .pipeline import Pipeline, PreparedInputs, SegmentationReport, SegmentationSettings
-
-BACKENDS = ("local", "dask")
-
+from .settings import BACKENDS, CohortSettings
 
 @dataclass(frozen=True)
 class Threads:
@@ -55,17 +53,6 @@ class Threads:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(self.itk)
 
 
-@dataclass(frozen=True)
-class CohortSettings:
-    """How a batch runs its cases; none of this changes the labels."""
-
-    workers: int = 0  # processes preparing cases while this one runs the network; 0: all here, one at a time
-    retry_failed: bool = False
-    shard: tuple[int, int] = (1, 1)  # (K, N): this run does every N-th case from the K-th (1-based)
-    backend: str = "local"
-    scheduler: str = "local"  # dask: a scheduler address, or "local" for a cluster on this machine
-
-
 @dataclass
 class Job:
     """One case to segment: where its results go and its fingerprint."""
@@ -80,7 +67,9 @@ class Job:
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """ "K/N" (1 <= K <= N) as (K, N); one sentence for anything else."""
+    """ "K/N" (1 <= K <= N) as (K, N), "" as (1, 1) (all the cases); one sentence for anything else."""
+    if not text:
+        return 1, 1
     parts = text.split("/")
     if len(parts) != 2 or not all(p.strip().isdecimal() for p in parts):
         raise InputError(f"--shard {text} is not K/N; give e.g. --shard 2/8 (this job does the 2nd of 8 shares).")
@@ -139,9 +128,10 @@ def plan_cohort(cases: list[Case], folder: Path, card: ModelCard, settings: Segm
                 cohort: CohortSettings) -> tuple[list[Job], dict[int, CaseResult]]:
     """This shard's jobs to run, and the results kept from earlier runs (by case index)."""
     names = output_names(cases)
-    failures = earlier_failures(folder / f"{summary_stem(cohort.shard)}.json")
+    shard = parse_shard(cohort.shard)
+    failures = earlier_failures(folder / f"{summary_stem(shard)}.json")
     jobs, kept = [], {}
-    for index in shard_of(len(cases), cohort.shard):
+    for index in shard_of(len(cases), shard):
         case, name = cases[index], names[index]
         try:
             digest = fingerprint(case.inputs, card, settings)
@@ -334,10 +324,10 @@ def run_cohort(cases: list[Case], output_folder: str | Path, pipeline: Pipeline,
     threads = threads or Threads.of_this_process()
     jobs, results = plan_cohort(cases, folder, pipeline.card, pipeline.settings, cohort)
     on_plan(jobs, results)
-    shard = "" if cohort.shard == (1, 1) else f"{cohort.shard[0]}/{cohort.shard[1]}"
+    shard = parse_shard(cohort.shard)
     summary = BatchSummary(str(input_folder), str(folder), f"{pipeline.card.name} {pipeline.card.version}",
-                           shard=shard)
-    stem = summary_stem(cohort.shard)
+                           shard="" if shard == (1, 1) else f"{shard[0]}/{shard[1]}")
+    stem = summary_stem(shard)
     order = {job.name: job.index for job in jobs}
     remove_partial_files(folder, [job.name for job in jobs] + [stem])
 
