@@ -16,6 +16,7 @@ import glob
 import hashlib
 import json
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -279,7 +280,7 @@ def run_on_dask(jobs: list[Job], pipeline: Pipeline, cohort: CohortSettings, thr
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:
         raise InputError("the dask backend needs Dask distributed: pip install 'braintumorseg[dask]'.") from None
-    cluster = None
+    cluster, environ = None, dict(os.environ)  # a LocalCluster leaves MKL_NUM_THREADS=1 and more in os.environ
     try:
         if cohort.scheduler == "local":
             cluster = LocalCluster(n_workers=max(1, cohort.workers), threads_per_worker=1, processes=True,
@@ -288,6 +289,7 @@ def run_on_dask(jobs: list[Job], pipeline: Pipeline, cohort: CohortSettings, thr
     except (OSError, TimeoutError, ValueError) as error:
         if cluster is not None:
             cluster.close()
+        restore_environment(environ)
         raise InputError(f"cannot reach the Dask scheduler at {cohort.scheduler} ({error}); start one "
                          "(dask scheduler, or dask-jobqueue's SLURMCluster) or use --scheduler local.") from None
     try:
@@ -302,6 +304,13 @@ def run_on_dask(jobs: list[Job], pipeline: Pipeline, cohort: CohortSettings, thr
         client.close()
         if cluster is not None:
             cluster.close()
+        restore_environment(environ)
+
+
+def restore_environment(environ: dict[str, str]) -> None:
+    """Put os.environ back as it was, so that programs this process starts later get its thread settings."""
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 # ---- the run ------------------------------------------------------------------------------------
