@@ -1,28 +1,29 @@
-"""Segmenting every case below a folder with one loaded model, past broken cases, with a summary."""
+"""A batch's cases, their results and the summary of a batch run (the running itself is in `cohort`)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import time
-import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 from .cases import Case, find_cases
-from .errors import Cancelled, InputError
+from .errors import InputError
 from .labels import VOLUME_KEYS
 from .output_paths import write_text_atomic
-from .pipeline import Pipeline
 
 SUMMARY_STEM = "summary"
+STATUSES = ("ok", "bad input", "error")
+# What this run did with a case: segmented it, segmented it again after a failure (--retry-failed), or kept
+# the result of an earlier run with the same inputs, settings and model (done, or failed and not retried).
+ACTIONS = ("segmented", "retried", "skipped-done", "skipped-failed")
 
 
 @dataclass
 class CaseResult:
-    """What happened to one case: "ok", "bad input" (the user can fix it) or "error" (a bug)."""
+    """What happened to one case: "ok", "bad input" (the user can fix it) or "error" (a bug), and which of
+    `ACTIONS` this run took."""
 
     case: str
     status: str
@@ -32,6 +33,12 @@ class CaseResult:
     message: str = ""
     volumes_ml: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # the report's, for a case that worked
+    action: str = "segmented"
+    fingerprint: str = ""  # hash of the inputs, settings and model (see `cohort.fingerprint`)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> CaseResult:
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
 
 
 @dataclass
@@ -43,6 +50,7 @@ class BatchSummary:
     model: str
     results: list[CaseResult] = field(default_factory=list)
     cancelled: bool = False
+    shard: str = ""  # "K/N" when this run did one shard of the cases
 
     @property
     def failed(self) -> list[CaseResult]:
@@ -55,22 +63,30 @@ class BatchSummary:
         return 2 if self.failed else 0
 
     def to_json(self) -> str:
-        counts = {s: sum(r.status == s for r in self.results) for s in ("ok", "bad input", "error")}
-        return json.dumps({**asdict(self), "counts": counts}, indent=2) + "\n"
+        counts = {s: sum(r.status == s for r in self.results) for s in STATUSES}
+        actions = {a: sum(r.action == a for r in self.results) for a in ACTIONS}
+        return json.dumps({**asdict(self), "counts": counts, "actions": actions}, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> BatchSummary:
+        record = json.loads(text)
+        summary = cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
+        summary.results = [CaseResult.from_dict(r) for r in record.get("results", [])]
+        return summary
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["case", "status", "output", "seconds", *[f"{k}_ml" for k in VOLUME_KEYS], "message",
-                         "warnings"])
+        writer.writerow(["case", "status", "action", "output", "seconds", *[f"{k}_ml" for k in VOLUME_KEYS],
+                         "message", "warnings"])
         for r in self.results:
-            writer.writerow([r.case, r.status, r.output, r.seconds,
+            writer.writerow([r.case, r.status, r.action, r.output, r.seconds,
                              *[r.volumes_ml.get(k, "") for k in VOLUME_KEYS], r.message, " | ".join(r.warnings)])
         return buffer.getvalue()
 
-    def write(self, folder: Path) -> tuple[Path, Path]:
-        """Write summary.json and summary.csv into the output folder."""
-        json_path, csv_path = folder / f"{SUMMARY_STEM}.json", folder / f"{SUMMARY_STEM}.csv"
+    def write(self, folder: Path, stem: str = SUMMARY_STEM) -> tuple[Path, Path]:
+        """Write <stem>.json and <stem>.csv (summary.json, summary.csv) into the output folder."""
+        json_path, csv_path = folder / f"{stem}.json", folder / f"{stem}.csv"
         write_text_atomic(self.to_json(), json_path)
         write_text_atomic(self.to_csv(), csv_path)
         return json_path, csv_path
@@ -99,38 +115,3 @@ def find_batch_cases(root: str | Path) -> list[Case]:
         raise InputError(f"no case found in {root}: expected folders of images named like "
                          "*_t1.nii.gz, *_t1ce.nii.gz, *_t2.nii.gz, *_flair.nii.gz (or an nnU-Net dataset).")
     return cases
-
-
-def run_batch(cases: list[Case], output_folder: str | Path, pipeline: Pipeline,
-              on_case: Callable[[int, int, Case], None] = lambda index, total, case: None,
-              on_result: Callable[[CaseResult], None] = lambda result: None,
-              input_folder: str = "") -> BatchSummary:
-    """Segment each case into OUTDIR/<case>.nii.gz with its report; a broken case does not stop the rest.
-
-    Ctrl-C (KeyboardInterrupt) or a cancel stops after the current case; the summary is still written.
-    """
-    folder = Path(output_folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    summary = BatchSummary(str(input_folder), str(folder), f"{pipeline.card.name} {pipeline.card.version}")
-    for index, (case, name) in enumerate(zip(cases, output_names(cases))):
-        on_case(index, len(cases), case)
-        output, report = folder / f"{name}.nii.gz", folder / f"{name}.json"
-        start = time.perf_counter()
-        result = CaseResult(name, "ok")
-        try:
-            segmentation = pipeline.segment_files(case.inputs, output, report)
-            result.output, result.report = str(output), str(report)
-            result.volumes_ml, result.warnings = segmentation.volumes_ml, segmentation.warnings
-        except InputError as error:
-            result.status, result.message = "bad input", str(error)
-        except (Cancelled, KeyboardInterrupt):
-            summary.cancelled = True
-            break
-        except Exception as error:  # noqa: BLE001 - one case's bug must not stop the batch
-            result.status = "error"
-            result.message = f"{type(error).__name__}: {error} | " + traceback.format_exc(limit=3).replace("\n", " ")
-        result.seconds = round(time.perf_counter() - start, 2)
-        summary.results.append(result)
-        on_result(result)
-    summary.write(folder)
-    return summary

@@ -27,7 +27,7 @@ from .output_paths import check_output_folder, check_output_path, check_outputs_
 from .pipeline import CancelToken, Pipeline, SegmentationReport
 from .progress import JsonProgress, ProgressBar
 from .protocol import EXIT_CANCELLED, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, PROG, error_line
-from .settings import RunSettings, add_arguments
+from .settings import CohortSettings, RunSettings, add_arguments
 
 OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 
@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 "summary.json/summary.csv; broken cases are reported and skipped.")
     batch.add_argument("folder", metavar="DIR", help="folder with the cases")
     batch.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
+    cohort = batch.add_argument_group("cohorts (docs/cohorts.md)")
+    add_arguments(cohort, CohortSettings)
+    cohort.add_argument("--merge-summaries", action="store_true",
+                        help="write summary.json/.csv of OUTDIR from its shard summaries, and segment nothing")
     batch.set_defaults(handler=command_batch)
 
     evaluate = commands.add_parser("evaluate", parents=[common], help="Dice and HD95 of a label map",
@@ -194,33 +198,53 @@ def command_segment(args: argparse.Namespace) -> int:
 
 
 def command_batch(args: argparse.Namespace) -> int:
-    from .batch import find_batch_cases, run_batch
+    from .batch import find_batch_cases
+    from .cohort import merge_summaries, parse_shard, run_cohort, summary_stem
+    from .progress import CohortProgress
     cases = find_batch_cases(args.folder)
     output = check_output_folder(args.output, "output folder")
+    if args.merge_summaries:
+        summary = merge_summaries(cases, output, str(args.folder))
+        print(f"merged the shard summaries of {len(summary.results)} cases ({len(summary.failed)} failed) into "
+              f"{output / 'summary.json'} and {output / 'summary.csv'}")
+        return summary.exit_code()
+    cohort = CohortSettings.from_namespace(args)
+    if cohort.scheduler != "local" and cohort.backend != "dask":
+        raise InputError("--scheduler is for --backend dask; add --backend dask or leave --scheduler out.")
+    shard = parse_shard(cohort.shard)
     pipeline = pipeline_from_args(args)
-    bar: list[ProgressBar | None] = [None]
+    progress = CohortProgress(sys.stderr)
 
-    def on_case(index: int, total: int, case) -> None:
-        bar[0] = _progress(label=f"[{index + 1}/{total}] {case.name}")
-        pipeline.progress = bar[0] or (lambda stage, fraction: None)
+    def on_case(job) -> None:
+        if progress.tty:
+            pipeline.progress = lambda stage, fraction: progress.stage(job.name, stage, fraction)
 
     def on_result(result) -> None:
-        if bar[0]:
-            bar[0].close()
+        progress.clear()
+        kept = result.action.startswith("skipped")
+        how = {"retried": ", retried", "skipped-done": ", skipped: done in an earlier run"}.get(result.action, "")
         if result.status == "ok":
             notes = f"; {len(result.warnings)} warning(s) in {result.report}" if result.warnings else ""
-            print(f"{result.case}: ok ({result.seconds:.1f} s, whole tumour "
+            print(f"{result.case}: ok{how} ({result.seconds:.1f} s, whole tumour "
                   f"{result.volumes_ml.get('whole_tumour', 0):.1f} mL{notes})")
         else:
-            print(f"{result.case}: {result.status}: {result.message.split(' | ')[0]}", file=sys.stderr)
+            how = how or (", in an earlier run (--retry-failed retries it)" if kept else "")
+            print(f"{result.case}: {result.status}{how}: {result.message.split(' | ')[0]}", file=sys.stderr)
+        progress.case_finished(result.status != "ok", kept)
 
-    summary = run_batch(cases, output, pipeline, on_case, on_result, input_folder=str(args.folder))
-    if bar[0]:
-        bar[0].close()
-    done = len(summary.results) - len(summary.failed)
-    print(f"{done} of {len(cases)} cases segmented, {len(summary.failed)} failed"
-          f"{', cancelled' if summary.cancelled else ''}; summary in {output / 'summary.json'} and "
-          f"{output / 'summary.csv'}")
+    try:
+        summary = run_cohort(cases, output, pipeline, cohort, on_case=on_case, on_result=on_result,
+                             on_plan=lambda jobs, kept: progress.plan(len(jobs) + len(kept)),
+                             input_folder=str(args.folder))
+    finally:
+        progress.close()
+    actions = {a: sum(r.action == a for r in summary.results) for a in ("segmented", "retried", "skipped-done")}
+    ok = len(summary.results) - len(summary.failed)
+    stem = summary_stem(shard)
+    print(f"{ok} of {progress.total} cases ok ({actions['segmented']} segmented, {actions['retried']} retried, "
+          f"{actions['skipped-done']} done before), {len(summary.failed)} failed"
+          f"{', cancelled' if summary.cancelled else ''}; summary in {output / (stem + '.json')} and "
+          f"{output / (stem + '.csv')}")
     if summary.cancelled:
         return EXIT_CANCELLED
     return summary.exit_code()

@@ -89,9 +89,21 @@ class SegmentationReport:
     total_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     volumes_ml: dict[str, float] = field(default_factory=dict)
+    fingerprint: str = ""  # batch: hash of the inputs, settings and model that made this result (to resume)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
+
+
+@dataclass
+class PreparedInputs:
+    """A case after the CPU stages, ready for the network; picklable, so one process may prepare it for another."""
+
+    case: PreparedCase
+    report: SegmentationReport
+    seconds: float  # spent so far on this case
+    done: float  # progress fraction so far
+    weights: dict[str, float]
 
 
 def tumour_volumes_ml(classes: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
@@ -145,13 +157,23 @@ class Pipeline:
                       probability_path: str | os.PathLike | None = None) -> SegmentationReport:
         """Read the inputs, segment, write the label map (and probability map, report) atomically."""
         self._start(files=True)
-        if not inputs:
-            raise InputError("no input volume given: give at least one of --t1, --t1c, --t2, --flair.")
-        self.sequence_checker.check_names(inputs)
-        with self._stage("load inputs"):
-            images = {m: read_image(p, DISPLAY_NAMES.get(m, m)) for m, p in inputs.items()}
-        self._report.inputs = {m: str(p) for m, p in inputs.items()}
-        labels = self._segment(images)
+        images = self._read(inputs)
+        self._load_model()
+        return self.finish_files(self._prepared(images), output, report_path, probability_path)
+
+    def prepare_files(self, inputs: dict[str, str | os.PathLike]) -> PreparedInputs:
+        """The CPU stages alone (read, align, mask, N4, normalize), without the model: the first half of
+        `segment_files`, which another process may run; `finish_files` does the rest."""
+        self._start(files=True)
+        return self._prepared(self._read(inputs))
+
+    def finish_files(self, prepared: PreparedInputs, output: str | os.PathLike,
+                     report_path: str | os.PathLike | None = None,
+                     probability_path: str | os.PathLike | None = None) -> SegmentationReport:
+        """Network, post-processing and writing for inputs `prepare_files` prepared; the report is written last."""
+        self._report, self._done, self._weights = prepared.report, prepared.done, prepared.weights
+        self._wall = time.perf_counter() - prepared.seconds
+        labels = self._finish(prepared.case)
         self.cancel.check()
         with self._stage("write output"):
             self._report.output = str(output)
@@ -171,6 +193,20 @@ class Pipeline:
                 raise
         self.progress(DONE.name, 1.0)
         return self._report
+
+    def _read(self, inputs: dict[str, str | os.PathLike]) -> dict[str, sitk.Image]:
+        if not inputs:
+            raise InputError("no input volume given: give at least one of --t1, --t1c, --t2, --flair.")
+        self.sequence_checker.check_names(inputs)
+        with self._stage("load inputs"):
+            images = {m: read_image(p, DISPLAY_NAMES.get(m, m)) for m, p in inputs.items()}
+        self._report.inputs = {m: str(p) for m, p in inputs.items()}
+        return images
+
+    def _prepared(self, images: dict[str, sitk.Image]) -> PreparedInputs:
+        case = self._prepare(images)
+        return PreparedInputs(case, self._report, round(time.perf_counter() - self._wall, 3), self._done,
+                              self._weights)
 
     def segment_images(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, SegmentationReport]:
         """Segment images already in memory (e.g. from Slicer); returns the label map and report."""
@@ -194,12 +230,18 @@ class Pipeline:
         self._weights = {k: v / sum(planned.values()) for k, v in planned.items()}
 
     def _segment(self, images: dict[str, sitk.Image]) -> sitk.Image:
-        if not images:
-            raise InputError("no input volume given: give at least one of T1, T1Gd, T2, FLAIR.")
-        self._report.reference = reference_modality(list(images))
+        self._load_model()
+        return self._finish(self._prepare(images))
+
+    def _load_model(self) -> None:
         if self._segmenter is None:
             with self._stage("load model"):
                 self._segmenter = Segmenter(self.card, self.settings.inference)
+
+    def _prepare(self, images: dict[str, sitk.Image]) -> PreparedCase:
+        if not images:
+            raise InputError("no input volume given: give at least one of T1, T1Gd, T2, FLAIR.")
+        self._report.reference = reference_modality(list(images))
         usable = {m: i for m, i in images.items() if m in self.card.channels}
         if not usable:
             raise InputError(f"the model uses {', '.join(self.card.channels)}; none of these was given.")
@@ -208,6 +250,10 @@ class Pipeline:
         self._report.warnings.extend(self.sequence_checker.contrast_warnings(prepared.channels, prepared.mask,
                                                                              prepared.spacing_zyx))
         self._report.warnings.extend(subset_warnings(self.card.channels, self.card.metrics, list(usable)))
+        return prepared
+
+    def _finish(self, prepared: PreparedCase) -> sitk.Image:
+        self._load_model()
         with self._stage("inference"):
             probabilities = self._infer(prepared)
             self._whole_tumour = (probabilities[0].copy(), prepared)  # a map is made only when one is asked for

@@ -99,6 +99,33 @@ class RunSettings:
 
 DEFAULTS = RunSettings()
 
+BACKENDS = ("local", "dask")
+
+
+@dataclass(frozen=True)
+class CohortSettings:
+    """How `batch` runs its cases (docs/cohorts.md); none of this changes the labels."""
+
+    workers: int = _option(0, "processes reading and preprocessing the next cases (registration, N4, "
+                              "normalization) while this one runs the network, the one model in memory; 0 = one "
+                              "case after another (default 0). With --backend dask --scheduler local: the local "
+                              "cluster's processes", metavar="N", minimum=0)
+    retry_failed: bool = _option(False, "segment again the cases that failed in an earlier run into OUTDIR "
+                                        "(finished cases are skipped while their inputs, settings and model are "
+                                        "unchanged; default: off)")
+    shard: str = _option("", "do only shard K of N of the cases found (every N-th from the K-th), for job arrays; "
+                             "writes summary-shard-K-of-N.json/.csv", metavar="K/N")
+    backend: str = _option("local", "local = this machine; dask = one task per case on a Dask cluster, one model "
+                                    "per worker process (pip install 'braintumorseg[dask]'; default local)",
+                           choices=BACKENDS)
+    scheduler: str = _option("local", "with --backend dask: the scheduler's address (tcp://host:8786), or local "
+                                      "for a cluster on this machine (default local)", metavar="ADDRESS")
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> CohortSettings:
+        """The settings parsed by a parser that `add_arguments(parser, CohortSettings)` built."""
+        return cls(**{item.name: getattr(args, item.name) for item in fields(cls)})
+
 
 def _flag(item) -> Flag:
     return item.metadata["flag"]
@@ -123,9 +150,10 @@ def value_range(name: str) -> tuple[float, float]:
     return float(flag.minimum), float(flag.maximum)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one argument per setting; booleans get --x and --no-x (the older spellings keep working)."""
-    for item in fields(RunSettings):
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, settings: type = RunSettings) -> None:
+    """Add one argument per setting of `settings` (RunSettings or CohortSettings); booleans get --x and --no-x
+    (the older spellings keep working)."""
+    for item in fields(settings):
         flag = _flag(item)
         names = [f"--{_flag_name(item.name)}"]
         default = item.default if item.default is not MISSING else None
