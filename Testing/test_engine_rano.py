@@ -256,3 +256,17 @@ def test_real_label_diameters_match_a_brute_force_search(path):
         longest_everywhere = [brute_longest(lesion_voxels[z]) for z in np.flatnonzero(lesion_voxels.any(axis=(1, 2)))]
         assert lesion.longest.length_mm <= max(longest_everywhere) + 0.006
         assert lesion.slices == len(longest_everywhere)
+
+
+def test_segment_report_and_command_line_carry_the_measurements(capsys, tiny_card, synthetic, tmp_path):
+    """The report's rano section is the measurement of the label map the run wrote (on the T1Gd grid)."""
+    from braintumorseg.cli import main
+    output, report = tmp_path / "labels.nii.gz", tmp_path / "report.json"
+    assert main(["segment", "--t1c", str(synthetic["t1c"]), "--flair", str(synthetic["flair"]), "-o", str(output),
+                 "--report", str(report), "--model", str(tiny_card.path), "--no-bias-correction", "--no-tta"]) == 0
+    section = json.loads(report.read_text())["rano"]
+    classes, image = read_label_map(output, "brats2021", "labels")
+    expected = json.loads(json.dumps(measure_lesions(classes, image).to_dict()))
+    assert {k: v for k, v in section.items() if k != "seconds"} == {k: v for k, v in expected.items() if k != "seconds"}
+    printed = capsys.readouterr().out
+    assert "RANO 2.0 measurements (axial" in printed and "Imaging measurements only" in printed

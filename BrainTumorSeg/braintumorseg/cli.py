@@ -143,6 +143,11 @@ def volumes_table(report: SegmentationReport) -> str:
     return "\n".join(f"  {volume.name:<17} {report.volumes_ml[volume.key]:9.2f} mL" for volume in VOLUMES)
 
 
+def rano_lines(report: SegmentationReport) -> str:
+    from .rano import RanoMeasurement, measurement_lines
+    return measurement_lines(RanoMeasurement.from_dict(report.rano)) if report.rano else ""
+
+
 def scores_table(scores: dict[str, dict[str, float]]) -> str:
     lines = [f"  {'region':<22} {'Dice':>7} {'HD95 (mm)':>10}"]
     for region in REGIONS:
@@ -190,6 +195,7 @@ def command_segment(args: argparse.Namespace) -> int:
         print(f"wrote {output} ({report.label_convention} labels, {report.total_seconds:.1f} s on {report.device}, "
               f"{report.precision})" + (f" and {probability_path}" if probability_path else ""))
         print(volumes_table(report))
+        print(rano_lines(report))
     return EXIT_OK
 
 
@@ -256,6 +262,7 @@ def command_demo(args: argparse.Namespace) -> int:
     print(f"segmented the bundled sample case with {result.report.model} in "
           f"{result.report.total_seconds:.1f} s on {result.report.device}, {result.report.precision}")
     print(volumes_table(result.report))
+    print(rano_lines(result.report))
     print("agreement with the bundled consensus label (5 BraTS-2020 algorithms):")
     print(scores_table(result.scores))
     for path in (result.segmentation, result.report_path, result.evaluation, result.figure):

@@ -25,6 +25,7 @@ from .output_paths import write_image_atomic, write_text_atomic
 from .postprocessing import CorelessCluster, PostprocessSettings, classes_from_probabilities, coreless_clusters
 from .preprocessing import PreparedCase, Preprocessor, PreprocessSettings, model_grid_shape, resize, stack_channels
 from .protocol import DONE, STAGE_WEIGHTS
+from .rano import measure_lesions
 from .reliability import subset_warnings
 from .settings import RunSettings
 
@@ -84,6 +85,7 @@ class SegmentationReport:
     total_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     volumes_ml: dict[str, float] = field(default_factory=dict)
+    rano: dict = field(default_factory=dict)  # braintumorseg.rano.RanoMeasurement.to_dict()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -209,6 +211,7 @@ class Pipeline:
             self._report.volumes_ml = tumour_volumes_ml(classes, prepared.spacing_zyx)
             islands = coreless_clusters(classes[prepared.box], prepared.spacing_zyx)
             self._report.warnings.extend(island_warnings(islands))
+            self._report.rano = measure_lesions(classes, prepared.reference).to_dict()
             labels = sitk.GetImageFromArray(from_internal(classes, self.settings.label_convention))
             labels.CopyInformation(prepared.reference)
         self._report.device = str(self._segmenter.device)
