@@ -254,6 +254,12 @@ def best_slice(enhancing: np.ndarray, spacing_ij: tuple[float, float]) -> tuple[
 def measure_lesions(classes: np.ndarray, reference: sitk.Image,
                     criteria: RanoCriteria = RANO_2_0) -> RanoMeasurement:
     """Measure the enhancing lesions of internal classes (z, y, x) on the reference grid."""
+    return measure_with_map(classes, reference, criteria)[0]
+
+
+def measure_with_map(classes: np.ndarray, reference: sitk.Image,
+                     criteria: RanoCriteria = RANO_2_0) -> tuple[RanoMeasurement, sitk.Image]:
+    """The measurements and the lesion map: each lesion's core voxels hold its id, on the measurement grid."""
     start = time.perf_counter()
     labels = sitk.GetImageFromArray(classes.astype(np.uint8))
     labels.CopyInformation(reference)
@@ -271,26 +277,31 @@ def measure_lesions(classes: np.ndarray, reference: sitk.Image,
     result.necrotic_core_ml = round(counts[NCR] * voxel_ml, 3)
     result.edema_ml = round(counts[ED] * voxel_ml, 3)
     result.non_enhancing_ml = round((counts[NCR] + counts[ED]) * voxel_ml, 3)
+    lesion_ids = np.zeros(array.shape, np.uint16)
     if counts[ET]:
         components, _ = ndimage.label((array == NCR) | (array == ET), np.ones((3, 3, 3), bool))
-        lesions = []
+        found = []
         for number, box in enumerate(ndimage.find_objects(components), start=1):
             core = components[box] == number
             enhancing = core & (array[box] == ET)
             if enhancing.any():
-                lesions.append(_measure(grid, box, core, enhancing, spacing_ij, voxel_ml, minimum, criteria))
-        lesions.sort(key=lambda lesion: (-lesion.product_mm2, -lesion.volume_ml))
-        for number, lesion in enumerate(lesions, start=1):
+                found.append((_measure(grid, box, core, enhancing, spacing_ij, voxel_ml, minimum, criteria),
+                              box, core))
+        found.sort(key=lambda item: (-item[0].product_mm2, -item[0].volume_ml))
+        for number, (lesion, box, core) in enumerate(found, start=1):
             lesion.id = number
-        measurable = [lesion for lesion in lesions if lesion.measurable]
-        for lesion in measurable[:criteria.max_targets]:
+            lesion_ids[box][core] = number
+        lesions = [lesion for lesion, _, _ in found]
+        for lesion in [lesion for lesion in lesions if lesion.measurable][:criteria.max_targets]:
             lesion.target = True
         result.lesions = lesions
         result.targets = [lesion.id for lesion in lesions if lesion.target]
         result.non_measurable = [lesion.id for lesion in lesions if not lesion.measurable]
         result.sum_of_products_mm2 = round(sum(lesion.product_mm2 for lesion in lesions if lesion.target), 2)
+    lesion_map = sitk.GetImageFromArray(lesion_ids)
+    lesion_map.CopyInformation(grid)
     result.seconds = round(time.perf_counter() - start, 3)
-    return result
+    return result, lesion_map
 
 
 def _measure(grid: sitk.Image, box: tuple[slice, ...], core: np.ndarray, enhancing: np.ndarray,
