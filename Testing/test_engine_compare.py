@@ -16,6 +16,8 @@ from braintumorseg.compare import (COMPLETE, PARTIAL, PROGRESSION, STABLE, Compa
 from braintumorseg.errors import InputError
 from braintumorseg.labels import ET, NCR, from_internal
 
+from test_engine_rano import Page  # noqa: E402
+
 ALIGNED = CompareSettings(register=False)
 
 
@@ -160,10 +162,13 @@ def test_compare_command_with_reports_and_label_maps(baseline, sample, tmp_path,
     report.write_text(json.dumps({"inputs": {"t1c": image.name}, "output": labels.name, "reference": "t1c",
                                   "label_convention": "brats2021"}))
     assert exam_from_report(report).classes.sum() == follow.classes.sum()
-    out = tmp_path / "comparison.json"
+    out, html = tmp_path / "comparison.json", tmp_path / "comparison.html"
     code = main(["compare", "--baseline", str(sample["label"]), "--baseline-image", str(sample["t1c"]),
-                 "--follow-up", str(report), "--no-register", "-o", str(out)])
+                 "--follow-up", str(report), "--no-register", "-o", str(out), "--html", str(html)])
     assert code == 0
+    page = Page(html.read_text())
+    assert len(page.images) == 2 and all(png[:4] == b"\x89PNG" for png in page.images)  # baseline, follow-up
+    assert "partial response" in page.cells and "stable disease" in page.cells and "-64.0 %" in page.cells
     printed = capsys.readouterr().out
     assert "bidimensional partial response, volumetric stable disease" in printed
     document = json.loads(out.read_text())
