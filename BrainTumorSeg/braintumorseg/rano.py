@@ -30,6 +30,7 @@ CONNECTIVITY = 26  # 3D: faces, edges and corners (scipy structure of ones 3Ã—3Ã
 ISOTROPIC_RATIO = 1.5  # a grid whose largest spacing is at most this times the smallest counts as a 3D acquisition
 PLANES = ("sagittal", "coronal", "axial")  # by the physical axis (LPS x, y, z) closest to the slice normal
 NECROTIC_SHARE = 0.25  # flag a lesion when this share of its measured slice's core is non-enhancing
+LESION_COLOURS = ("#ffd700", "#00bfff", "#ff4fa3", "#7cfc00", "#ff8c00")  # lesion 1, 2, ... (report and Slicer)
 DISCLAIMER = ("Imaging measurements only: steroid dose, clinical status, confirmation scans and the "
               "pseudoprogression window are the reader's to add before a RANO category is assigned.")
 
@@ -136,6 +137,11 @@ class SliceDiameters:
     @property
     def product(self) -> float:
         return self.longest_mm * self.perpendicular_mm
+
+
+def lesion_colour(lesion_id: int) -> str:
+    """The colour of a lesion's lines, the same in the report and in Slicer."""
+    return LESION_COLOURS[(lesion_id - 1) % len(LESION_COLOURS)]
 
 
 def boundary_pixels(mask: np.ndarray) -> np.ndarray:

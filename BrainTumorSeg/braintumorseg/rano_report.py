@@ -14,20 +14,12 @@ from . import __version__
 from .compare import Comparison, Exam
 from .errors import InputError
 from .labels import ET
-from .rano import Lesion, RanoMeasurement, measurement_grid
+from .rano import Lesion, RanoMeasurement, lesion_colour, measurement_grid
 from .resources import RESOURCES
 
 TEMPLATE = RESOURCES / "Reports" / "rano_report.html.j2"
 SHOWN_LESIONS = 3  # key slices per exam: the targets, else the largest lesions
 VIEW_MM = 50.0  # half-width of the view around a lesion
-LESION_COLOURS = ("#ffd700", "#00bfff", "#ff4fa3", "#7cfc00", "#ff8c00")
-
-
-def lesion_colour(lesion_id: int) -> str:
-    """The colour of a lesion's lines (the same in the report and in Slicer)."""
-    return LESION_COLOURS[(lesion_id - 1) % len(LESION_COLOURS)]
-
-
 def _pyplot():
     try:
         import matplotlib
