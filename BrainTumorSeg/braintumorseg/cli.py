@@ -120,7 +120,7 @@ def add_response_commands(commands, common: argparse.ArgumentParser) -> None:
         compare.add_argument(f"--{name}-image", metavar="T1GD", help=f"the T1Gd the {name} label map is on")
     compare.add_argument("--no-register", action="store_true",
                          help="the exams are already aligned: match lesions without registration")
-    compare.add_argument("--match-margin-mm", type=_non_negative_float, default=5.0, metavar="MM",
+    compare.add_argument("--match-margin-mm", type=float, default=5.0, metavar="MM",
                          help="a follow-up lesion this close to a baseline lesion matches it (default %(default)s)")
     compare.set_defaults(handler=command_compare)
 
@@ -314,7 +314,7 @@ def _exam(path: str, image: str | None, convention: str, what: str, flag: str):
 
 
 def command_measure(args: argparse.Namespace) -> int:
-    from .images import write_text_atomic
+    from .output_paths import write_text_atomic
     from .rano import CRITERIA, measure_with_map, measurement_lines
     output = check_output_path(args.output, "measurements file") if args.output else None
     html = check_output_path(args.html, "HTML report", (".html", ".htm")) if args.html else None
@@ -333,8 +333,10 @@ def command_measure(args: argparse.Namespace) -> int:
 
 def command_compare(args: argparse.Namespace) -> int:
     from .compare import CompareSettings, compare_exams, comparison_lines
-    from .images import write_text_atomic
+    from .output_paths import write_text_atomic
     from .rano import CRITERIA
+    if not args.match_margin_mm >= 0:
+        raise InputError(f"--match-margin-mm must be 0 or more (got {args.match_margin_mm:g}).")
     output = check_output_path(args.output, "comparison file") if args.output else None
     html = check_output_path(args.html, "HTML report", (".html", ".htm")) if args.html else None
     inputs = {"--baseline": args.baseline, "--follow-up": args.follow_up, "--baseline-image": args.baseline_image,

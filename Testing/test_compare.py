@@ -3,7 +3,6 @@ lesion added, with no enhancing tumour left, and moved by a known rigid transfor
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -14,9 +13,7 @@ from braintumorseg.cli import main
 from braintumorseg.compare import (COMPLETE, PARTIAL, PROGRESSION, STABLE, CompareSettings, Exam, compare_exams,
                                    comparison_lines, exam_from_report, load_exam)
 from braintumorseg.errors import InputError
-from braintumorseg.labels import ET, NCR, from_internal
-
-from test_engine_rano import Page  # noqa: E402
+from braintumorseg.labels import ET, NCR
 
 ALIGNED = CompareSettings(register=False)
 
@@ -147,33 +144,6 @@ def test_registration_matches_lesions_moved_by_a_rigid_transform(baseline):
     assert [m.kind for m in registered.matches] == ["matched"]
     assert registered.sum_change_percent == 0.0 and registered.bidimensional.category == STABLE
     assert abs(abs(registered.registration["rotation_degrees"][2]) - 4.0) < 0.3
-
-
-def test_compare_command_with_reports_and_label_maps(baseline, sample, tmp_path, capsys):
-    """Reports as `segment --report` writes them (paths relative to the report), or label maps with their images."""
-    follow = scaled(baseline, 0.6)
-    labels = tmp_path / "follow_labels.nii.gz"
-    image = tmp_path / "follow_t1c.nii.gz"
-    written = sitk.GetImageFromArray(from_internal(follow.classes))
-    written.CopyInformation(follow.labels)
-    sitk.WriteImage(written, str(labels))
-    sitk.WriteImage(follow.image, str(image))
-    report = tmp_path / "follow.json"
-    report.write_text(json.dumps({"inputs": {"t1c": image.name}, "output": labels.name, "reference": "t1c",
-                                  "label_convention": "brats2021"}))
-    assert exam_from_report(report).classes.sum() == follow.classes.sum()
-    out, html = tmp_path / "comparison.json", tmp_path / "comparison.html"
-    code = main(["compare", "--baseline", str(sample["label"]), "--baseline-image", str(sample["t1c"]),
-                 "--follow-up", str(report), "--no-register", "-o", str(out), "--html", str(html)])
-    assert code == 0
-    page = Page(html.read_text())
-    assert len(page.images) == 2 and all(png[:4] == b"\x89PNG" for png in page.images)  # baseline, follow-up
-    assert "partial response" in page.cells and "stable disease" in page.cells and "-64.0 %" in page.cells
-    printed = capsys.readouterr().out
-    assert "bidimensional partial response, volumetric stable disease" in printed
-    document = json.loads(out.read_text())
-    assert document["bidimensional"]["category"] == PARTIAL and document["agree"] is False
-    assert "Imaging measurements only" in document["note"]
 
 
 def test_bad_inputs_are_refused_in_one_sentence(sample, tmp_path, capsys):

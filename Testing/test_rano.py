@@ -3,10 +3,8 @@ criteria's rules, and every diameter of real labels against a brute-force search
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -273,45 +271,3 @@ def test_segment_report_and_command_line_carry_the_measurements(capsys, tiny_car
     printed = capsys.readouterr().out
     assert "RANO 2.0 measurements (axial" in printed and "Imaging measurements only" in printed
 
-
-class Page(HTMLParser):
-    """What a report page holds: its images (decoded PNG bytes), table cells and text."""
-
-    def __init__(self, text: str):
-        super().__init__()
-        self.images: list[bytes] = []
-        self.cells: list[str] = []
-        self.text: list[str] = []
-        self._in_cell = False
-        self.feed(text)
-
-    def handle_starttag(self, tag, attrs):
-        attributes = dict(attrs)
-        if tag == "img":
-            self.images.append(base64.b64decode(attributes["src"].split("base64,", 1)[1]))
-        self._in_cell = tag in ("td", "th")
-
-    def handle_endtag(self, tag):
-        self._in_cell = False if tag in ("td", "th") else self._in_cell
-
-    def handle_data(self, data):
-        self.text.append(data)
-        if self._in_cell:
-            self.cells.append(data.strip())
-
-
-def test_measure_command_writes_json_and_a_one_page_html_report(sample, tmp_path, capsys):
-    out, html = tmp_path / "exam.json", tmp_path / "exam.html"
-    from braintumorseg.cli import main
-    assert main(["measure", str(sample["label"]), "--image", str(sample["t1c"]), "-o", str(out),
-                 "--html", str(html)]) == 0
-    result = RanoMeasurement.from_dict(json.loads(out.read_text()))
-    page = Page(html.read_text())
-    assert len(page.images) == len(result.targets) == 1
-    assert page.images[0][:8] == b"\x89PNG\r\n\x1a\n"
-    lesion = result.lesions[0]
-    assert f"{lesion.longest.length_mm:.1f}" in page.cells and f"{lesion.product_mm2:.0f}" in page.cells
-    assert "target" in page.cells and any("Imaging measurements only" in t for t in page.text)
-    assert "lesion 1 (target)" in capsys.readouterr().out
-    assert main(["measure", str(sample["label"])]) == 2  # a label map without its image
-    assert "--image" in capsys.readouterr().err

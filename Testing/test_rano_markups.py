@@ -11,16 +11,16 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from BrainTumorSegLib.headless import new_scene  # noqa: E402
-from BrainTumorSegLib.logic import SegmentationLogic, SegmentationOptions  # noqa: E402
+from BrainTumorSegLib.logic import SegmentationLogic  # noqa: E402
 from BrainTumorSegLib.rano_markups import (  # noqa: E402
     ENGINE_POINTS_ATTRIBUTE, READER_EDITED_ATTRIBUTE, SUM_ROW, TABLE_COLUMNS, TABLE_ROLE, line_points,
     lines_needing_confirmation, observe_lines, rano_lines, sum_of_products, update_table, write_rano)
 from BrainTumorSegLib.runner import InProcessRunner  # noqa: E402
-from BrainTumorSegLib.volume_files import load_volume  # noqa: E402
 from braintumorseg.labels import ET  # noqa: E402
 from braintumorseg.metrics import read_label_map  # noqa: E402
 from braintumorseg.rano import RanoMeasurement, lesion_colour, measure_lesions  # noqa: E402
+from braintumorseg.settings import RunSettings  # noqa: E402
+from slicer_scene import load_volume, new_scene  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_a_segmentation_run_brings_the_rano_table(tiny_card, synthetic):
     scene = new_scene()
     nodes = {m: load_volume(scene, synthetic[m], f"case {m}") for m in ("t1", "t1c", "t2", "flair")}
     result = SegmentationLogic(scene, InProcessRunner).segment(
-        nodes, SegmentationOptions(model=tiny_card.path, bias_correction=False))
+        nodes, RunSettings(model=str(tiny_card.path), bias_correction=False))
     assert result.rano_table is not None
     assert result.segmentation.GetNodeReference(TABLE_ROLE) is result.rano_table
     rows = table_rows(result.rano_table)
