@@ -247,13 +247,23 @@ def physical_point(image: sitk.Image, xy_mm: np.ndarray, spacing_ij: tuple[float
 
 
 def best_slice(enhancing: np.ndarray, spacing_ij: tuple[float, float]) -> tuple[int, SliceDiameters]:
-    """The slice (first array axis) with the largest product of diameters (then the longest diameter)."""
-    best = None
+    """The slice (first array axis) with the largest product of diameters (then the longest diameter, then the
+    first). The perpendicular diameter is at most the longest, so a slice whose longest diameter squared is below
+    the best product so far cannot win and is not searched further."""
+    longest = []
     for k in np.flatnonzero(enhancing.any(axis=(1, 2))):
-        measured = slice_diameters(enhancing[k], spacing_ij)
-        key = (round(measured.product, 6), round(measured.longest_mm, 6))
+        pixels = boundary_pixels(enhancing[k])
+        corners = pixel_corners(pixels, spacing_ij)
+        start, end = longest_diameter(corners)
+        longest.append((float(np.linalg.norm(end - start)), int(k), pixels, corners, (start, end)))
+    best = None
+    for length, k, pixels, corners, ends in sorted(longest, key=lambda item: (-item[0], item[1])):
+        if best is not None and length * length < best[0][0]:
+            break
+        measured = SliceDiameters(ends, perpendicular_diameter(pixels, corners, spacing_ij, ends[1] - ends[0]))
+        key = (round(measured.product, 6), round(measured.longest_mm, 6), -k)
         if best is None or key > best[0]:
-            best = (key, int(k), measured)
+            best = (key, k, measured)
     return best[1], best[2]
 
 
@@ -285,10 +295,13 @@ def measure_with_map(classes: np.ndarray, reference: sitk.Image,
     result.non_enhancing_ml = round((counts[NCR] + counts[ED]) * voxel_ml, 3)
     lesion_ids = np.zeros(array.shape, np.uint16)
     if counts[ET]:
-        components, _ = ndimage.label((array == NCR) | (array == ET), np.ones((3, 3, 3), bool))
+        tumour_core = (array == NCR) | (array == ET)
+        around = tuple(slice(int(axis.min()), int(axis.max()) + 1) for axis in np.nonzero(tumour_core))
+        components, _ = ndimage.label(tumour_core[around], np.ones((3, 3, 3), bool))
         found = []
-        for number, box in enumerate(ndimage.find_objects(components), start=1):
-            core = components[box] == number
+        for number, inner in enumerate(ndimage.find_objects(components), start=1):
+            box = tuple(slice(o.start + i.start, o.start + i.stop) for o, i in zip(around, inner))
+            core = components[inner] == number
             enhancing = core & (array[box] == ET)
             if enhancing.any():
                 found.append((_measure(grid, box, core, enhancing, spacing_ij, voxel_ml, minimum, criteria),
