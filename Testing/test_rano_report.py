@@ -4,9 +4,12 @@ key slices are PNG images, the tables hold the measurements and the categories, 
 from __future__ import annotations
 
 import base64
+import io
 import json
 from html.parser import HTMLParser
 
+import matplotlib.image
+import numpy as np
 import SimpleITK as sitk
 
 from braintumorseg.cli import main
@@ -50,6 +53,10 @@ def test_measure_command_writes_json_and_a_one_page_html_report(sample, tmp_path
     page = Page(html.read_text())
     assert len(page.images) == len(result.targets) == 1
     assert page.images[0][:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = matplotlib.image.imread(io.BytesIO(page.images[0]))[..., :3]
+    outline = np.abs(pixels - np.array([1.0, 0.231, 0.188])).max(axis=-1) < 0.08  # the enhancing tumour, outlined
+    line = np.abs(pixels - np.array([1.0, 0.843, 0.0])).max(axis=-1) < 0.08  # lesion 1's lines (gold)
+    assert outline.sum() > 50 and line.sum() > 50
     lesion = result.lesions[0]
     assert f"{lesion.longest.length_mm:.1f}" in page.cells and f"{lesion.product_mm2:.0f}" in page.cells
     assert "target" in page.cells and any("Imaging measurements only" in t for t in page.text)

@@ -31,11 +31,13 @@ def _pyplot():
     return plt
 
 
-def key_slice_png(image: sitk.Image, labels: sitk.Image, lesion: Lesion, caption: str) -> str:
+def key_slice_png(exam: Exam, lesion: Lesion, caption: str) -> str:
     """The lesion's measured slice (T1Gd, enhancing tumour outlined, both diameters drawn) as base64 PNG."""
     plt = _pyplot()
-    grid, _ = measurement_grid(image)
-    label_grid, _ = measurement_grid(labels)
+    grid, _ = measurement_grid(exam.image)
+    classes = sitk.GetImageFromArray(exam.classes)
+    classes.CopyInformation(exam.labels)
+    label_grid, _ = measurement_grid(classes)
     picture = sitk.GetArrayViewFromImage(grid)[lesion.slice]
     enhancing = sitk.GetArrayViewFromImage(label_grid)[lesion.slice] == ET
     spacing = grid.GetSpacing()
@@ -64,7 +66,7 @@ def key_slice_png(image: sitk.Image, labels: sitk.Image, lesion: Lesion, caption
 
 def _exam_section(heading: str, exam: Exam, measurement: RanoMeasurement) -> dict:
     shown = [l for l in measurement.lesions if l.target] or measurement.lesions
-    figures = [{"png": key_slice_png(exam.image, exam.labels, lesion,
+    figures = [{"png": key_slice_png(exam, lesion,
                                      f"{heading}: lesion {lesion.id}, {lesion.longest.length_mm:.1f} × "
                                      f"{lesion.perpendicular.length_mm:.1f} mm, slice {lesion.slice}"),
                 "caption": f"lesion {lesion.id}"} for lesion in shown[:SHOWN_LESIONS]]
