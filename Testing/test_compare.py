@@ -14,6 +14,7 @@ from braintumorseg.compare import (COMPLETE, PARTIAL, PROGRESSION, STABLE, Compa
                                    comparison_lines, exam_from_report, load_exam)
 from braintumorseg.errors import InputError
 from braintumorseg.labels import ET, NCR
+from braintumorseg.rano import RANO_2010
 
 ALIGNED = CompareSettings(register=False)
 
@@ -90,6 +91,21 @@ def test_a_new_measurable_lesion_is_progression(baseline):
     assert comparison.sum_change_percent == pytest.approx(-64.0, abs=0.05)  # the new lesion is not a target
     assert comparison.bidimensional.category == comparison.volumetric.category == PROGRESSION
     assert "new measurable lesion" in comparison.bidimensional.reason
+
+
+def test_a_new_small_lesion_is_progression_by_rano_2010_only(baseline):
+    """A 3 mm-radius enhancing sphere (not measurable): RANO 2.0 counts only new measurable lesions, 2010 any."""
+    classes = baseline.classes.copy()
+    z, y, x = np.meshgrid(*[np.arange(n) for n in classes.shape], indexing="ij")
+    sphere = (x - 70) ** 2 + (y - 120) ** 2 + (z - 80) ** 2 <= 3.0 ** 2
+    assert not np.isin(classes[sphere], (NCR, ET)).any()
+    classes[sphere] = ET
+    follow_up = scaled(baseline, 1.0, classes=classes)
+    now = compare_exams(baseline, follow_up, ALIGNED)
+    assert len(now.new_lesions) == 1 and now.new_measurable == [] and now.bidimensional.category == STABLE
+    before = compare_exams(baseline, follow_up, CompareSettings(register=False, criteria=RANO_2010))
+    assert before.bidimensional.category == before.volumetric.category == PROGRESSION
+    assert "RANO 2010" in before.bidimensional.reason
 
 
 def test_no_enhancing_disease_left_is_complete_response(baseline):

@@ -237,27 +237,32 @@ def compare_exams(baseline: Exam, follow_up: Exam, settings: CompareSettings = C
     comparison.new_lesions = sorted(j for m in matches if m.kind == "new" for j in m.follow_up)
     measurable = {lesion.id for lesion in after.lesions if lesion.measurable}
     comparison.new_measurable = [j for j in comparison.new_lesions if j in measurable]
+    progressing = comparison.new_lesions if settings.criteria.any_new_lesion_progresses else comparison.new_measurable
     comparison.sum_change_percent = percent_change(comparison.baseline_sum_mm2, comparison.follow_up_sum_mm2)
     comparison.enhancing_change_percent = percent_change(before.enhancing_ml, after.enhancing_ml)
     comparison.non_enhancing_change_percent = percent_change(before.non_enhancing_ml, after.non_enhancing_ml)
-    comparison.bidimensional = categorize(comparison.sum_change_percent, before, after, comparison.new_measurable,
+    comparison.bidimensional = categorize(comparison.sum_change_percent, before, after, progressing,
                                           settings.criteria.partial_response_decrease,
                                           settings.criteria.progression_increase, "sum of products")
-    comparison.volumetric = categorize(comparison.enhancing_change_percent, before, after, comparison.new_measurable,
+    comparison.volumetric = categorize(comparison.enhancing_change_percent, before, after, progressing,
                                        settings.criteria.volume_partial_response_decrease,
                                        settings.criteria.volume_progression_increase, "enhancing volume")
     comparison.seconds = round(time.perf_counter() - start, 2)
     return comparison
 
 
-def categorize(change: float | None, before: RanoMeasurement, after: RanoMeasurement, new_measurable: list[int],
+def categorize(change: float | None, before: RanoMeasurement, after: RanoMeasurement, new_lesions: list[int],
                decrease: float, increase: float, measure: str) -> Category:
-    """The imaging category one rule gives: CR when no enhancing disease is left, PD for a new measurable lesion
-    or an increase of at least `increase` %, PR for a decrease of at least `decrease` %, else SD."""
+    """The imaging category one rule gives: CR when no enhancing disease is left, PD for a new lesion that counts
+    (measurable, in RANO 2.0) or an increase of at least `increase` %, PR for a decrease of at least `decrease` %,
+    else SD."""
     if before.enhancing_ml > 0 and after.enhancing_ml == 0:
         return Category(COMPLETE, "no enhancing disease on the follow-up")
-    if new_measurable:
-        return Category(PROGRESSION, f"new measurable lesion(s) {', '.join(map(str, new_measurable))}")
+    if new_lesions:
+        listed = ", ".join(map(str, new_lesions))
+        if all(lesion.measurable for lesion in after.lesions if lesion.id in new_lesions):
+            return Category(PROGRESSION, f"new measurable lesion(s) {listed}")
+        return Category(PROGRESSION, f"new lesion(s) {listed}, not all measurable (RANO 2010: any new lesion)")
     if change is None:
         return Category(NOT_EVALUABLE, f"no {measure} at baseline to compare with")
     if change >= increase:

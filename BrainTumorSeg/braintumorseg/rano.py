@@ -48,6 +48,8 @@ class RanoCriteria:
     progression_increase: float = 25.0
     volume_partial_response_decrease: float = 65.0  # % of the enhancing volume
     volume_progression_increase: float = 40.0
+    any_new_lesion_progresses: bool = False  # RANO 2.0: a new measurable lesion is progression; RANO 2010: any
+
 
     def minimum_diameter(self, slice_thickness_mm: float) -> float:
         if slice_thickness_mm > self.thick_slice_mm:
@@ -56,7 +58,7 @@ class RanoCriteria:
 
 
 RANO_2_0 = RanoCriteria()
-RANO_2010 = RanoCriteria(name="RANO 2010", max_targets=5)  # Wen et al., J Clin Oncol 2010
+RANO_2010 = RanoCriteria(name="RANO 2010", max_targets=5, any_new_lesion_progresses=True)  # Wen et al., J Clin Oncol 2010
 CRITERIA = {"2.0": RANO_2_0, "2010": RANO_2010}
 
 
