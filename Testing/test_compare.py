@@ -14,7 +14,7 @@ from braintumorseg.compare import (COMPLETE, PARTIAL, PROGRESSION, STABLE, Compa
                                    comparison_lines, exam_from_report, load_exam)
 from braintumorseg.errors import InputError
 from braintumorseg.labels import ET, NCR
-from braintumorseg.rano import RANO_2010
+from braintumorseg.rano_results import RANO_2010
 
 ALIGNED = CompareSettings(register=False)
 

@@ -14,7 +14,8 @@ from scipy.spatial.distance import pdist
 from conftest import SHARED_DATA
 from braintumorseg.labels import ED, ET, NCR
 from braintumorseg.metrics import read_label_map
-from braintumorseg.rano import RANO_2010, RanoMeasurement, measure_lesions, measurement_lines, plane_of
+from braintumorseg.rano import measure_lesions, plane_of
+from braintumorseg.rano_results import RANO_2010, RanoMeasurement, measurement_lines
 
 
 def rotation(axis: int, degrees: float) -> np.ndarray:

@@ -18,7 +18,8 @@ from BrainTumorSegLib.rano_markups import (  # noqa: E402
 from BrainTumorSegLib.runner import InProcessRunner  # noqa: E402
 from braintumorseg.labels import ET  # noqa: E402
 from braintumorseg.metrics import read_label_map  # noqa: E402
-from braintumorseg.rano import RanoMeasurement, lesion_colour, measure_lesions  # noqa: E402
+from braintumorseg.rano import measure_lesions  # noqa: E402
+from braintumorseg.rano_results import RanoMeasurement, lesion_colour  # noqa: E402
 from braintumorseg.settings import RunSettings  # noqa: E402
 from slicer_scene import load_volume, new_scene  # noqa: E402
 

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from braintumorseg.cli import main
 from braintumorseg.compare import PARTIAL, exam_from_report, load_exam
 from braintumorseg.labels import from_internal
-from braintumorseg.rano import RanoMeasurement
+from braintumorseg.rano_results import RanoMeasurement
 from test_compare import scaled
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import slicer
 import vtk
 
-from braintumorseg.rano import RanoMeasurement, lesion_colour
+from braintumorseg.rano_results import RanoMeasurement, lesion_colour
 
 RANO_ATTRIBUTE = "BrainTumorSeg.Rano"  # on the segmentation node: the engine's measurements (JSON)
 LINE_ROLE = "BrainTumorSeg.RanoLine"  # segmentation node → its line nodes

@@ -177,7 +177,7 @@ def volumes_table(report: SegmentationReport) -> str:
 
 
 def rano_lines(report: SegmentationReport) -> str:
-    from .rano import RanoMeasurement, measurement_lines
+    from .rano_results import RanoMeasurement, measurement_lines
     return measurement_lines(RanoMeasurement.from_dict(report.rano)) if report.rano else ""
 
 
@@ -315,7 +315,8 @@ def _exam(path: str, image: str | None, convention: str, what: str, flag: str):
 
 def command_measure(args: argparse.Namespace) -> int:
     from .output_paths import write_text_atomic
-    from .rano import CRITERIA, measure_with_map, measurement_lines
+    from .rano import measure_with_map
+    from .rano_results import CRITERIA, measurement_lines
     output = check_output_path(args.output, "measurements file") if args.output else None
     html = check_output_path(args.html, "HTML report", (".html", ".htm")) if args.html else None
     check_outputs_distinct({"--output": output, "--html": html},
@@ -334,7 +335,7 @@ def command_measure(args: argparse.Namespace) -> int:
 def command_compare(args: argparse.Namespace) -> int:
     from .compare import CompareSettings, compare_exams, comparison_lines
     from .output_paths import write_text_atomic
-    from .rano import CRITERIA
+    from .rano_results import CRITERIA
     if not args.match_margin_mm >= 0:
         raise InputError(f"--match-margin-mm must be 0 or more (got {args.match_margin_mm:g}).")
     output = check_output_path(args.output, "comparison file") if args.output else None

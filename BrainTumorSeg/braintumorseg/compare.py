@@ -22,7 +22,8 @@ from scipy import ndimage
 from .errors import InputError
 from .images import RegistrationSettings, check_file, read_image, register_rigid, same_grid
 from .metrics import read_label_map
-from .rano import DISCLAIMER, RANO_2_0, RanoCriteria, RanoMeasurement, measure_with_map
+from .rano import measure_with_map
+from .rano_results import DISCLAIMER, RANO_2_0, RanoCriteria, RanoMeasurement
 
 COMPLETE, PARTIAL, STABLE, PROGRESSION = ("complete response", "partial response", "stable disease",
                                           "progressive disease")

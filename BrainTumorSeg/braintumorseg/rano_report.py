@@ -14,7 +14,8 @@ from . import __version__
 from .compare import Comparison, Exam
 from .errors import InputError
 from .labels import ET
-from .rano import Lesion, RanoMeasurement, lesion_colour, measurement_grid
+from .rano import measurement_grid
+from .rano_results import Lesion, RanoMeasurement, lesion_colour
 from .resources import RESOURCES
 
 TEMPLATE = RESOURCES / "Reports" / "rano_report.html.j2"
