@@ -17,6 +17,7 @@ from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES, reference_modali
 from braintumorseg.settings import RunSettings
 
 from .display import add_probability_volume, write_volumes_table
+from .rano_markups import write_rano
 from .runner import EngineRequest, ProcessRunner, RunState, RunStatus
 from .segments import OutputTarget, choose_target, write_segmentation
 from .volume_files import read_volume_file, write_volume
@@ -45,6 +46,7 @@ class SegmentationResult:
     total_seconds: float
     warnings: list[str]
     probability: object = None  # the whole-tumour probability volume (%), when the options asked for it
+    rano_table: object = None  # the RANO lesion table (lines of the targets drawn), when the report has measurements
 
 
 class SegmentationFailed(Exception):
@@ -170,6 +172,7 @@ class SegmentationLogic:
                 name = f"{job.reference.GetName()} tumor segmentation"
                 segmentation = write_segmentation(self.scene, labelmap, job.reference, target, name)
                 table = write_volumes_table(self.scene, segmentation, report["volumes_ml"])
+                rano_table = write_rano(self.scene, segmentation, report.get("rano"), job.replace_confirmed)
                 if probability is not None:
                     add_probability_volume(self.scene, probability, job.reference,
                                            f"{job.reference.GetName()} tumor probability (%)")
@@ -178,7 +181,7 @@ class SegmentationLogic:
                     self.scene.RemoveNode(self.scene.GetNodeByID(node_id))
                 raise
             return SegmentationResult(segmentation, table, report["volumes_ml"], report["stage_seconds"],
-                                      report["total_seconds"], report.get("warnings", []), probability)
+                                      report["total_seconds"], report.get("warnings", []), probability, rano_table)
         finally:
             shutil.rmtree(job.folder, ignore_errors=True)
 

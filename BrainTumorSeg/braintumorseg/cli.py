@@ -1,4 +1,4 @@
-"""The `braintumorseg` command line: segment, batch, evaluate and demo.
+"""The `braintumorseg` command line: segment, batch, evaluate, demo, measure and compare.
 
 Exit status (`protocol`): 0 success; 2 bad input or usage (one sentence on stderr says what is wrong and what to
 do; no output file is left behind); 1 internal error (a bug; `--debug` shows the traceback); 130 cancelled with
@@ -93,7 +93,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", default="braintumorseg-demo", metavar="DIR",
                       help="folder for the results (default: %(default)s)")
     demo.set_defaults(handler=command_demo)
+    add_response_commands(commands, common)
     return parser
+
+
+def add_response_commands(commands, common: argparse.ArgumentParser) -> None:
+    """`measure` (RANO measurements of one exam) and `compare` (baseline and follow-up)."""
+    exam = argparse.ArgumentParser(add_help=False)
+    exam.add_argument("--convention", choices=list(CONVENTIONS), default="brats2021",
+                      help="labels of label maps given directly (a report names its own; default %(default)s)")
+    exam.add_argument("--criteria", choices=("2.0", "2010"), default="2.0",
+                      help="RANO version: 2.0 (Wen et al. 2023, up to 3 targets) or 2010 (up to 5); default 2.0")
+    exam.add_argument("--html", metavar="R.html", help="also write a one-page HTML report with the key slices")
+    exam.add_argument("-o", "--output", metavar="OUT.json", help="also write the measurements as JSON")
+    exam.add_argument("--json", action="store_true", help="print JSON instead of the text")
+    measure = commands.add_parser("measure", parents=[exam, common], help="RANO measurements of one exam",
+                                  description="Bidimensional RANO measurements of the enhancing lesions of a "
+                                  "segmented exam: its report (segment --report) or a label map with its T1Gd.")
+    measure.add_argument("exam", metavar="EXAM", help="report JSON, or label map (then give --image)")
+    measure.add_argument("--image", metavar="T1GD", help="the T1Gd the label map is on")
+    measure.set_defaults(handler=command_measure)
+    compare = commands.add_parser("compare", parents=[exam, common], help="baseline and follow-up exams",
+                                  description="Register the follow-up's T1Gd rigidly onto the baseline's, match "
+                                  "lesions by place, give the change of the sum of products and volumes and the "
+                                  "imaging category by the bidimensional and the volumetric rule. Imaging "
+                                  "measurements only: the clinical criteria are the reader's.")
+    for name in ("baseline", "follow-up"):
+        compare.add_argument(f"--{name}", required=True, metavar="EXAM",
+                             help=f"{name} exam: report JSON, or label map (then give --{name}-image)")
+        compare.add_argument(f"--{name}-image", metavar="T1GD", help=f"the T1Gd the {name} label map is on")
+    compare.add_argument("--no-register", action="store_true",
+                         help="the exams are already aligned: match lesions without registration")
+    compare.add_argument("--match-margin-mm", type=float, default=5.0, metavar="MM",
+                         help="a follow-up lesion this close to a baseline lesion matches it (default %(default)s)")
+    compare.set_defaults(handler=command_compare)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,6 +180,11 @@ def volumes_table(report: SegmentationReport) -> str:
     return "\n".join(f"  {volume.name:<17} {report.volumes_ml[volume.key]:9.2f} mL" for volume in VOLUMES)
 
 
+def rano_lines(report: SegmentationReport) -> str:
+    from .rano_results import RanoMeasurement, measurement_lines
+    return measurement_lines(RanoMeasurement.from_dict(report.rano)) if report.rano else ""
+
+
 def scores_table(scores: dict[str, dict[str, float]]) -> str:
     lines = [f"  {'region':<22} {'Dice':>7} {'HD95 (mm)':>10}"]
     for region in REGIONS:
@@ -194,6 +232,7 @@ def command_segment(args: argparse.Namespace) -> int:
         print(f"wrote {output} ({report.label_convention} labels, {report.total_seconds:.1f} s on {report.device}, "
               f"{report.precision})" + (f" and {probability_path}" if probability_path else ""))
         print(volumes_table(report))
+        print(rano_lines(report))
     return EXIT_OK
 
 
@@ -280,10 +319,65 @@ def command_demo(args: argparse.Namespace) -> int:
     print(f"segmented the bundled sample case with {result.report.model} in "
           f"{result.report.total_seconds:.1f} s on {result.report.device}, {result.report.precision}")
     print(volumes_table(result.report))
+    print(rano_lines(result.report))
     print("agreement with the bundled consensus label (5 BraTS-2020 algorithms):")
     print(scores_table(result.scores))
     for path in (result.segmentation, result.report_path, result.evaluation, result.figure):
         print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _exam(path: str, image: str | None, convention: str, what: str, flag: str):
+    from .compare import exam_from_report, load_exam
+    if path.lower().endswith(".json"):
+        return exam_from_report(path, what)
+    if not image:
+        raise InputError(f"{what}: {path} is a label map; give the T1Gd it was segmented on with {flag}, or give "
+                         "the report of the segment command instead.")
+    return load_exam(path, image, convention, what)
+
+
+def command_measure(args: argparse.Namespace) -> int:
+    from .output_paths import write_text_atomic
+    from .rano import measure_with_map
+    from .rano_results import CRITERIA, measurement_lines
+    output = check_output_path(args.output, "measurements file") if args.output else None
+    html = check_output_path(args.html, "HTML report", (".html", ".htm")) if args.html else None
+    check_outputs_distinct({"--output": output, "--html": html},
+                           {k: v for k, v in {"EXAM": args.exam, "--image": args.image}.items() if v})
+    exam = _exam(args.exam, args.image, args.convention, "exam", "--image")
+    result, _ = measure_with_map(exam.classes, exam.labels, CRITERIA[args.criteria])
+    if output:
+        write_text_atomic(json.dumps(result.to_dict(), indent=2) + "\n", output)
+    if html:
+        from .rano_report import exam_report_html
+        write_text_atomic(exam_report_html(exam, result), html)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else measurement_lines(result))
+    return EXIT_OK
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    from .compare import CompareSettings, compare_exams, comparison_lines
+    from .output_paths import write_text_atomic
+    from .rano_results import CRITERIA
+    if not args.match_margin_mm >= 0:
+        raise InputError(f"--match-margin-mm must be 0 or more (got {args.match_margin_mm:g}).")
+    output = check_output_path(args.output, "comparison file") if args.output else None
+    html = check_output_path(args.html, "HTML report", (".html", ".htm")) if args.html else None
+    inputs = {"--baseline": args.baseline, "--follow-up": args.follow_up, "--baseline-image": args.baseline_image,
+              "--follow-up-image": args.follow_up_image}
+    check_outputs_distinct({"--output": output, "--html": html}, {k: v for k, v in inputs.items() if v})
+    baseline = _exam(args.baseline, args.baseline_image, args.convention, "baseline", "--baseline-image")
+    follow_up = _exam(args.follow_up, args.follow_up_image, args.convention, "follow-up", "--follow-up-image")
+    settings = CompareSettings(register=not args.no_register, match_margin_mm=args.match_margin_mm,
+                               criteria=CRITERIA[args.criteria])
+    comparison = compare_exams(baseline, follow_up, settings)
+    if output:
+        write_text_atomic(json.dumps(comparison.to_dict(), indent=2) + "\n", output)
+    if html:
+        from .rano_report import comparison_report_html
+        write_text_atomic(comparison_report_html(baseline, follow_up, comparison), html)
+    print(json.dumps(comparison.to_dict(), indent=2) if args.json else comparison_lines(comparison))
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ from .output_paths import write_image_atomic, write_text_atomic
 from .postprocessing import CorelessCluster, PostprocessSettings, classes_from_probabilities, coreless_clusters
 from .preprocessing import PreparedCase, Preprocessor, PreprocessSettings, model_grid_shape, resize, stack_channels
 from .protocol import DONE, STAGE_WEIGHTS
+from .rano import measure_lesions
 from .reliability import subset_warnings
 from .sequence_check import SequenceChecker, SequenceCheckSettings
 from .settings import RunSettings
@@ -90,6 +91,7 @@ class SegmentationReport:
     warnings: list[str] = field(default_factory=list)
     volumes_ml: dict[str, float] = field(default_factory=dict)
     fingerprint: str = ""  # batch: hash of the inputs, settings and model that made this result (to resume)
+    rano: dict = field(default_factory=dict)  # braintumorseg.rano.RanoMeasurement.to_dict()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -264,6 +266,7 @@ class Pipeline:
             self._report.volumes_ml = tumour_volumes_ml(classes, prepared.spacing_zyx)
             islands = coreless_clusters(classes[prepared.box], prepared.spacing_zyx)
             self._report.warnings.extend(island_warnings(islands))
+            self._report.rano = measure_lesions(classes, prepared.reference).to_dict()
             labels = sitk.GetImageFromArray(from_internal(classes, self.settings.label_convention))
             labels.CopyInformation(prepared.reference)
         self._report.device = str(self._segmenter.device)
