@@ -9,7 +9,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 import numpy as np
 import SimpleITK as sitk
@@ -29,6 +29,9 @@ from .protocol import DONE, STAGE_WEIGHTS
 from .reliability import subset_warnings
 from .sequence_check import SequenceChecker, SequenceCheckSettings
 from .settings import RunSettings
+
+if TYPE_CHECKING:
+    from .dicom_series import DicomStudy
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -140,17 +143,23 @@ class Pipeline:
         self._done = min(1.0, self._done + self._weights.get(name, 0.0))
         self.progress(name, self._done)
 
-    def segment_files(self, inputs: dict[str, str | os.PathLike], output: str | os.PathLike,
+    def segment_files(self, inputs: Mapping[str, str | os.PathLike] | DicomStudy, output: str | os.PathLike,
                       report_path: str | os.PathLike | None = None,
                       probability_path: str | os.PathLike | None = None) -> SegmentationReport:
-        """Read the inputs, segment, write the label map (and probability map, report) atomically."""
+        """Read the inputs (image files by modality, or a DICOM study), segment, write the label map (and
+        probability map, report) atomically."""
         self._start(files=True)
         if not inputs:
             raise InputError("no input volume given: give at least one of --t1, --t1c, --t2, --flair.")
         self.sequence_checker.check_names(inputs)
         with self._stage("load inputs"):
-            images = {m: read_image(p, DISPLAY_NAMES.get(m, m)) for m, p in inputs.items()}
-        self._report.inputs = {m: str(p) for m, p in inputs.items()}
+            if isinstance(inputs, Mapping):
+                images = {m: read_image(p, DISPLAY_NAMES.get(m, m)) for m, p in inputs.items()}
+                self._report.inputs = {m: str(p) for m, p in inputs.items()}
+            else:  # a DICOM study (dicom_series.DicomStudy): its series are chosen and read here
+                images = inputs.read_images()
+                self._report.inputs = inputs.described()
+                self._report.warnings.extend(inputs.warnings)
         labels = self._segment(images)
         self.cancel.check()
         with self._stage("write output"):
