@@ -76,7 +76,7 @@ def write_series(image: sitk.Image, folder: Path, spec: SeriesSpec, study: Study
         ds.file_meta = meta
         ds.SOPClassUID, ds.SOPInstanceUID = MR_IMAGE_STORAGE, meta.MediaStorageSOPInstanceUID
         ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = study.patient, study.patient, "", "O"
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = f"{study.patient}^", study.patient, "", "O"
         ds.StudyInstanceUID, ds.StudyID, ds.StudyDate, ds.StudyTime = study.study_uid, "1", "20010101", "120000"
         ds.AccessionNumber, ds.ReferringPhysicianName = "", ""
         ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series_uid, spec.number, spec.description

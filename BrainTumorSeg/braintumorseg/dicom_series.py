@@ -396,9 +396,32 @@ class DicomStudy:
 def is_dicom_folder(folder: Path, probe: int = 20) -> bool:
     """True when one of the first files below a folder is DICOM (cheap: for finding studies in a tree)."""
     from pydicom.misc import is_dicom
-    for count, path in enumerate(p for p in folder.rglob("*") if p.is_file()):
-        if count >= probe:
-            return False
-        if is_dicom(path):
-            return True
-    return False
+    files = (p for p in folder.rglob("*") if p.is_file())
+    return any(is_dicom(path) for _, path in zip(range(probe), files))
+
+
+def require_dicom_libraries() -> None:
+    """Refuse DICOM input in one sentence when pydicom or highdicom is not installed."""
+    try:
+        import highdicom  # noqa: F401
+        import pydicom  # noqa: F401
+    except ImportError:
+        raise InputError("reading DICOM needs pydicom and highdicom, which are not installed; install them with "
+                         "pip install 'braintumorseg[dicom]'.") from None
+
+
+def dicom_study(folder: str | Path, overrides: dict[str, str | None] | None = None) -> DicomStudy:
+    """A DICOM study to segment, refused before any work when the folder is missing."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"DICOM folder {folder} {'is a file' if folder.exists() else 'does not exist'}; give the "
+                         "folder that holds the study's files.")
+    require_dicom_libraries()
+    return DicomStudy(folder, {m: str(v) for m, v in (overrides or {}).items() if v})
+
+
+def dicom_case_folders(root: Path) -> list[Path]:
+    """The study folders below a root: the root when it holds DICOM files itself, else each sub-folder that does."""
+    if any(p.is_file() for p in root.iterdir()) and is_dicom_folder(root, probe=5):
+        return [root]
+    return [p for p in sorted(root.iterdir()) if p.is_dir() and is_dicom_folder(p)]
