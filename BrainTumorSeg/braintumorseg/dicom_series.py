@@ -33,10 +33,11 @@ _EXCLUDED_NAMES = (
     ("localizer", r"locali[sz]er|(^|[\s_\-])loc($|[\s_\-])|scout|survey|pilot|3[\s_\-]?pl(ane)?|tri[\s_\-]?pilot|"
                   r"aahead|(^|[\s_\-])plan($|[\s_\-])"),
     ("a derived series (reformat, projection, map or subtraction)",
-     r"(^|[\s_\-])(mpr|mip|minip|reformat\w*|projected|projection|sub(traction)?|adc|fa|trace|cbv|cbf|mtt|"
-     r"ttp|moco|colfa|tensor)($|[\s_\-])"),
+     r"(^|[\s_\-])(mip|minip|reformat\w*|projected|projection|sub(traction)?|adc|fa|trace|cbv|cbf|mtt|"
+     r"ttp|moco|colfa|tensor)($|[\s_\-(])"),
     ("diffusion, perfusion, angiography, susceptibility or spectroscopy",
-     r"dwi|diff|dti|dki|ep2d|b1000|perf|dsc|dce|asl|pcasl|swi|swan|t2\*|t2star|(^|[\s_\-])(gre|fl2d)[\s_\-]?hemo|"
+     r"dwi|diff|difus|dmri|dti|dki|ep2d|b1000|perf|dsc|dce|(^|[\s_\-\d])asl|swi|swan|t2\*|t2star|"
+     r"t2[\s_\-]*(eg|gre|ge|ffe|fe)($|[\s_\-])|(^|[\s_\-])(gre|fl2d)[\s_\-]?hemo|"
      r"angio|(^|[\s_\-])(mra|tof|pc)($|[\s_\-])|svs|csi|spectro|press|bold|fmri|field[\s_\-]?map|b0map|"
      r"(^|[\s_\-])(pd|pdw|pd[\s_\-]?fs|stir)($|[\s_\-])"),
 )
@@ -45,9 +46,9 @@ _FLAIR = r"flair|dark[\s_\-]?fluid|tirm|(^|[\s_\-])t2f($|[\s_\-])|(^|[\s_\-])fla
 _T1 = (r"(^|[\s_\-+])t1(w|ce|c|gd|n)?($|[\s_\-+])|t1w|mp[\s_\-]?rage|mp2rage|bravo|spgr|fspgr|(^|[\s_\-])tfe|"
        r"vibe|(^|[\s_\-])flash|(^|[\s_\-])tfl|t1[\s_\-]?(se|tse|fse|mprage|space|vibe|tfe|ffe|gre)")
 _T2 = r"(^|[\s_\-])t2(w)?($|[\s_\-])|t2w|t2[\s_\-]?(tse|fse|frfse|space|cube|blade|propeller|se)"
-_POST = (r"(^|[\s_\-+(])(post|gad|gd|ce|c\+|\+c|\+gd|gado|contrast|km|\+km|mdc|t1c|t1ce|t1gd|pc)"
+_POST = (r"(^|[\s_\-+(])(post|gad|gd|ce|c\+|\+c|\+gd|gado|contrast|km|\+km|mdc|t1c|t1ce|t1gd|iv)"
          r"($|[\s_\-+)])|post[\s_\-]?(gad|gd|contrast|c)|\+[\s_]?(c|gd|gad)($|[\s_\-])|w[\s_\-]?gad|with[\s_\-]?c")
-_PRE = r"(^|[\s_\-(])(pre|pre[\s_\-]?(gad|gd|contrast|c)|native|nativ|w/?o)($|[\s_\-)])"
+_PRE = r"(^|[\s_\-(])(pre|pre[\s_\-]?(gad|gd|contrast|c)|native|nativ|w/?o|avant|sans|sin|without)($|[\s_\-)])"
 _NO_AGENT = {"", "none", "no", "n", "nil", "0", "-"}
 
 
@@ -74,7 +75,8 @@ class Series:
 
     def summary(self) -> str:
         taken = SHORT_NAMES[self.modality] if self.modality else "not used"
-        return f"{self.label} ({len(self.files)} file(s)): {taken}: {self.problem or self.reason}"
+        return f"{self.label} ({len(self.files)} file(s)): {taken}: {self.reason}" + (
+            f"; {self.problem}" if self.problem else "")
 
 
 def _text(value) -> str:
@@ -182,7 +184,7 @@ def _weighting_from_parameters(fields: dict[str, str]) -> tuple[str | None, str]
         return None, f"an inversion-recovery series that is neither FLAIR nor T1 ({shown})"
     if te >= 60 and tr >= 1500:
         return "t2", f"T2 by its parameters ({shown})"
-    if te <= 30 and (tr <= 1000 or ("GR" in sequence and tr <= 100)):
+    if te <= 30 and tr <= 1000 and ("GR" not in sequence or te < 10):
         return "t1", f"T1 by its parameters ({shown})"
     return None, f"no name rule matched and the parameters fit no rule ({shown})"
 
