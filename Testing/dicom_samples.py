@@ -114,3 +114,23 @@ def write_series(image: sitk.Image, folder: Path, spec: SeriesSpec, study: Study
 def small(image: sitk.Image, shrink: tuple[int, int, int]) -> sitk.Image:
     """A smaller copy (fewer voxels, same physical extent) so that the tests run fast."""
     return sitk.BinShrink(image, shrink)
+
+
+# The bundled sample case's sequences as a GE-named study (2 mm in-plane, 5 mm slices: fast tests).
+SAMPLE_SPECS = {
+    "t1": SeriesSpec(3, "Ax T1 FSPGR", 8.2, 3.2, None, "GR", "SS\\SP", "efgre3d"),
+    "t1c": SeriesSpec(7, "Ax T1 FSPGR +C", 8.2, 3.2, None, "GR", "SS\\SP", "efgre3d", "GADAVIST"),
+    "t2": SeriesSpec(5, "Ax FRFSE T2", 4000, 100, None, "SE", "SK\\SP\\OSP", ""),
+    "flair": SeriesSpec(4, "Ax T2 FLAIR ASSET", 9000, 120, 2500, "SE\\IR", "SK\\SP\\OSP", ""),
+}
+SAMPLE_SHRINK = (2, 2, 5)
+
+
+def write_sample_study(folder: Path, sample: dict[str, Path], modalities=("t1c", "flair")) -> Study:
+    """Write some of the sample case's sequences into `folder`, one sub-folder per series."""
+    study = Study()
+    for modality in modalities:
+        spec = SAMPLE_SPECS[modality]
+        write_series(small(sitk.ReadImage(str(sample[modality])), SAMPLE_SHRINK), folder / spec.description, spec,
+                     study, manufacturer="GE MEDICAL SYSTEMS")
+    return study

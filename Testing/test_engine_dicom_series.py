@@ -15,7 +15,7 @@ pydicom = pytest.importorskip("pydicom", reason="the 'dicom' extra (pydicom, hig
 pytest.importorskip("highdicom", reason="the 'dicom' extra (pydicom, highdicom) is not installed")
 
 from conftest import SHARED_DATA  # noqa: E402
-from dicom_samples import EXAM, SeriesSpec, Study, small, write_series  # noqa: E402
+from dicom_samples import EXAM, SeriesSpec, Study, small, write_sample_study, write_series  # noqa: E402
 
 from braintumorseg.dicom_series import (DicomStudy, choose_series, classify, find_series, header_fields,  # noqa: E402
                                         read_series)
@@ -194,13 +194,8 @@ def test_a_missing_sequence_is_one_warning_listing_every_series(exam, tmp_path):
 @pytest.fixture(scope="module")
 def sample_study(tmp_path_factory, sample) -> tuple[Path, Study]:
     """The bundled sample case's T1Gd and FLAIR as a GE-named study (2 mm in-plane, 5 mm slices)."""
-    folder, study = tmp_path_factory.mktemp("sample-study"), Study()
-    specs = {"t1c": SeriesSpec(7, "Ax T1 FSPGR +C", 8.2, 3.2, None, "GR", "SS\\SP", "efgre3d", "GADAVIST"),
-             "flair": SeriesSpec(4, "Ax T2 FLAIR ASSET", 9000, 120, 2500, "SE\\IR", "SK\\SP\\OSP", "")}
-    for modality, spec in specs.items():
-        write_series(small(sitk.ReadImage(str(sample[modality])), (2, 2, 5)), folder / spec.description, spec,
-                     study, manufacturer="GE MEDICAL SYSTEMS")
-    return folder, study
+    folder = tmp_path_factory.mktemp("sample-study")
+    return folder, write_sample_study(folder, sample)
 
 
 def test_two_candidates_are_ambiguous_and_an_override_by_number_or_uid_resolves_it(sample_study, sample, tmp_path):
