@@ -60,9 +60,11 @@ def run_failing(capsys, argv, out_folder) -> str:
 def test_segment_a_dicom_study_writes_labels_and_a_seg_that_agree(study, tiny_card, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["segment", "--dicom", str(study), "-o", str(out / "labels.nii.gz"), "--dicom-seg",
-                 str(out / "seg.dcm"), "--report", str(out / "report.json"), *tiny(tiny_card), *FAST])
+                 str(out / "seg.dcm"), "--dicom-sr", str(out / "sr.dcm"), "--report", str(out / "report.json"),
+                 *tiny(tiny_card), *FAST])
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    assert captured.err.count("warning") == len(json.loads((out / "report.json").read_text())["warnings"])
     report = json.loads((out / "report.json").read_text())
     assert report["reference"] == "t1c"
     assert "series 7 'Ax T1 FSPGR +C'" in report["inputs"]["t1c"]
@@ -72,6 +74,12 @@ def test_segment_a_dicom_study_writes_labels_and_a_seg_that_agree(study, tiny_ca
     classes = read_dicom_seg(out / "seg.dcm", t1c)
     assert np.array_equal(from_internal(classes, "brats2021"), sitk.GetArrayFromImage(labels))
     assert labels.GetSize() == (120, 120, 31)
+    import highdicom
+    volumes = {str(g.tracking_identifier): g.get_measurements()[0].value
+               for g in highdicom.sr.srread(out / "sr.dcm").content.get_volumetric_roi_measurement_groups()}
+    assert volumes == pytest.approx({"Necrotic tumor core": report["volumes_ml"]["necrotic_core"],
+                                     "Peritumoral edema": report["volumes_ml"]["edema"],
+                                     "Enhancing tumor": report["volumes_ml"]["enhancing"]}, abs=2e-3)
 
 
 def test_an_override_picks_another_series(study, tiny_card, tmp_path, capsys):
@@ -120,6 +128,9 @@ def test_usage_errors_are_one_sentence(study, tiny_card, tmp_path, capsys):
     line = run_failing(capsys, ["segment", "--t1c", study / "x.nii.gz", "-o", out / "l.nii.gz", "--dicom-seg",
                                 out / "s.dcm"], out)
     assert "--dicom-seg needs a DICOM study" in line
+    line = run_failing(capsys, ["segment", "--dicom", study, "-o", out / "l.nii.gz", "--dicom-sr", out / "r.dcm"],
+                       out)
+    assert "--dicom-sr needs --dicom-seg" in line
     line = run_failing(capsys, ["segment", "--dicom", tmp_path / "nowhere", "-o", out / "l.nii.gz"], out)
     assert "does not exist" in line
     line = run_failing(capsys, ["segment", "--dicom", study, "-o", out / "l.nii.gz", "--dicom-seg", out / "s.nii"],

@@ -19,7 +19,7 @@ pytest.importorskip("highdicom", reason="the 'dicom' extra (pydicom, highdicom) 
 from dicom_samples import write_sample_study  # noqa: E402
 
 from braintumorseg.dicom_seg import (TERMINOLOGY_FILE, read_dicom_seg, segment_terms, source_grid,  # noqa: E402
-                                     write_dicom_seg)
+                                     write_dicom_seg, write_volume_report)
 from braintumorseg.dicom_series import DicomStudy  # noqa: E402
 from braintumorseg.errors import InputError  # noqa: E402
 from braintumorseg.labels import SEGMENTS, from_internal, to_internal  # noqa: E402
@@ -133,3 +133,34 @@ def test_a_label_map_off_the_source_grid_or_empty(case, tmp_path):
     empty.CopyInformation(labels)
     write_dicom_seg(empty, series, tmp_path / "empty.dcm")
     assert not read_dicom_seg(tmp_path / "empty.dcm", series).any()
+    import highdicom
+    write_volume_report(tmp_path / "empty.dcm", series, tmp_path / "empty-sr.dcm")
+    groups = highdicom.sr.srread(tmp_path / "empty-sr.dcm").content.get_volumetric_roi_measurement_groups()
+    assert [g.get_measurements()[0].value for g in groups] == [0, 0, 0]
+
+
+def test_tid1500_report_holds_each_segment_volume(case, tmp_path):
+    import highdicom
+    _, series, labels = case
+    seg_path, sr_path = tmp_path / "seg.dcm", tmp_path / "sr.dcm"
+    write_dicom_seg(labels, series, seg_path)
+    write_volume_report(seg_path, series, sr_path, ("brats-segresnet", "1.0.0"))
+    classes = to_internal(sitk.GetArrayFromImage(labels), "brats2021")
+    voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
+    expected = {t.name: round(float(np.count_nonzero(classes == t.label)) * voxel_ml, 3) for t in segment_terms()}
+    report = highdicom.sr.srread(sr_path)
+    assert report.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    assert report.SeriesNumber == series.number + 2000
+    groups = report.content.get_volumetric_roi_measurement_groups()
+    found = {str(g.tracking_identifier): g.get_measurements()[0] for g in groups}
+    assert {name: m.value for name, m in found.items()} == pytest.approx(expected, abs=1e-3)
+    assert all(m.unit.value == "ml" and m.name.value == "118565006" for m in found.values())
+    tool = dcmqi_tool("tid1500reader")
+    if tool is None:
+        pytest.skip("dcmqi's tid1500reader is not installed (pip install dcmqi)")
+    subprocess.run([tool, "--inputDICOM", str(sr_path), "--outputMetadata", str(tmp_path / "sr.json")], check=True,
+                   capture_output=True, timeout=120)
+    measurements = json.loads((tmp_path / "sr.json").read_text())["Measurements"]
+    assert {m["TrackingIdentifier"]: float(m["measurementItems"][0]["value"]) for m in measurements} == \
+        pytest.approx(expected, abs=1e-3)
+    assert {m["segmentationSOPInstanceUID"] for m in measurements} == {pydicom.dcmread(seg_path).SOPInstanceUID}

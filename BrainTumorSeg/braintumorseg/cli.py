@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--dicom-seg", metavar="OUT.dcm",
                          help="with --dicom, also write a DICOM SEG referencing the reference series (T1Gd, else "
                               "FLAIR, else the first given)")
+    segment.add_argument("--dicom-sr", metavar="SR.dcm",
+                         help="with --dicom-seg, also write a DICOM structured report (TID 1500) with the volume of "
+                              "each segment")
     segment.add_argument("-o", "--output", required=True, metavar="OUT.nii.gz", help="label map to write")
     segment.add_argument("--report", metavar="R.json", help="also write the run report as JSON")
     segment.add_argument("--probability-map", metavar="P.nii.gz",
@@ -183,6 +186,8 @@ def _input_files(args: argparse.Namespace) -> dict[str, str]:
 
 def command_segment(args: argparse.Namespace) -> int:
     study = None
+    if args.dicom_sr and not args.dicom_seg:
+        raise InputError("--dicom-sr needs --dicom-seg OUT.dcm: the report measures the segments of that SEG.")
     if args.dicom:
         from .dicom_series import dicom_study
         study = dicom_study(args.dicom, {m: getattr(args, m) for m in MODALITIES})
@@ -196,15 +201,16 @@ def command_segment(args: argparse.Namespace) -> int:
     probability_path = (check_output_path(args.probability_map, "probability map", OUTPUT_SUFFIXES)
                         if args.probability_map else None)
     seg_path = check_output_path(args.dicom_seg, "DICOM SEG", (".dcm",)) if args.dicom_seg else None
+    sr_path = check_output_path(args.dicom_sr, "DICOM SR", (".dcm",)) if args.dicom_sr else None
     check_outputs_distinct({"output": output, "--report": report_path, "--probability-map": probability_path,
-                            "--dicom-seg": seg_path},
+                            "--dicom-seg": seg_path, "--dicom-sr": sr_path},
                            {f"--{modality} input": path for modality, path in inputs.items() if not study})
     progress = _progress(args.json_progress)
     try:
         pipeline = pipeline_from_args(args, progress)
         report = pipeline.segment_files(study or inputs, output, report_path, probability_path)
         if seg_path:
-            _write_dicom_seg(study, report, output, seg_path, report_path, probability_path)
+            _write_dicom_outputs(study, report, output, seg_path, sr_path, report_path, probability_path)
     finally:
         if progress:
             progress.close()
@@ -216,16 +222,20 @@ def command_segment(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_dicom_seg(study, report: SegmentationReport, output: Path, seg_path: Path, *others: Path | None) -> None:
-    """The DICOM SEG of the label map just written; on failure no output of the run is left."""
+def _write_dicom_outputs(study, report: SegmentationReport, output: Path, seg_path: Path, sr_path: Path | None,
+                         *others: Path | None) -> None:
+    """The DICOM SEG of the label map just written (and its volume report); on failure no output is left."""
     import SimpleITK as sitk
-    from .dicom_seg import write_dicom_seg
+    from .dicom_seg import write_dicom_seg, write_volume_report
+    name, _, version = report.model.rpartition(" ")
+    source = study.chosen[report.reference]
     try:
-        name, _, version = report.model.rpartition(" ")
-        write_dicom_seg(sitk.ReadImage(str(output)), study.chosen[report.reference], seg_path,
-                        report.label_convention, (name or version, version))
+        write_dicom_seg(sitk.ReadImage(str(output)), source, seg_path, report.label_convention,
+                        (name or version, version))
+        if sr_path:
+            write_volume_report(seg_path, source, sr_path, (name or version, version))
     except BaseException:
-        for path in (output, *others):
+        for path in (output, seg_path, sr_path, *others):
             if path:
                 Path(path).unlink(missing_ok=True)
         raise

@@ -126,3 +126,73 @@ def read_dicom_seg(path: str | os.PathLike, series: Series) -> np.ndarray:
     uids = [pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID
             for p in series.files]
     return segmentation.get_pixels_by_source_instance(uids, combine_segments=True, dtype=np.uint8)
+
+
+MR_BRAIN = ("24590-2", "LN", "MR Brain")  # LOINC: the procedure the TID 1500 report is about
+
+
+def segment_volumes_ml(segmentation) -> dict[int, float]:
+    """The volume in mL of each segment of a DICOM SEG, from its frames and pixel measures."""
+    shared = segmentation.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    step = float(shared.get("SpacingBetweenSlices") or shared.SliceThickness)
+    voxel_ml = float(np.prod([float(v) for v in shared.PixelSpacing])) * step / 1000.0
+    frames = segmentation.pixel_array.reshape(-1, segmentation.Rows, segmentation.Columns)
+    numbers = [int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+               for f in segmentation.PerFrameFunctionalGroupsSequence]
+    counts = {item.SegmentNumber: 0 for item in segmentation.SegmentSequence}
+    for number, frame in zip(numbers, frames):
+        counts[number] += int(np.count_nonzero(frame))
+    return {number: round(count * voxel_ml, 3) for number, count in counts.items()}
+
+
+def _referenced_segment(segmentation, number: int, volume_ml: float, source_series_uid: str):
+    """The SR's reference to one segment: with its frames, or (an empty segment has none) its source series."""
+    import highdicom as hd
+    if volume_ml > 0:
+        return hd.sr.ReferencedSegment.from_segmentation(segmentation, number)
+    return hd.sr.ReferencedSegment(segmentation.SOPClassUID, segmentation.SOPInstanceUID, number,
+                                   source_series=hd.sr.SourceSeriesForSegmentation(source_series_uid))
+
+
+def build_volume_report(segmentation, source_datasets: list, algorithm: tuple[str, str]):
+    """A TID 1500 measurement report (highdicom Comprehensive 3D SR): the volume of each segment of the SEG."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(), name=algorithm[0], manufacturer_name="BrainTumorSeg", model_name=algorithm[1]))
+    volumes = segment_volumes_ml(segmentation)
+    groups = []
+    for item in segmentation.SegmentSequence:
+        code = item.SegmentedPropertyTypeCodeSequence[0]
+        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=item.SegmentLabel),
+            referenced_segment=_referenced_segment(segmentation, item.SegmentNumber, volumes[item.SegmentNumber],
+                                                   source_datasets[0].SeriesInstanceUID),
+            finding_type=hd.sr.CodedConcept(code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning),
+            measurements=[hd.sr.Measurement(
+                name=codes.SCT.Volume, value=volumes[item.SegmentNumber],
+                unit=hd.sr.CodedConcept("ml", "UCUM", "milliliter"),
+                algorithm_id=hd.sr.AlgorithmIdentification(name=algorithm[0], version=algorithm[1]))]))
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=device),
+        procedure_reported=hd.sr.CodedConcept(*MR_BRAIN), imaging_measurements=groups)
+    source_number = int(source_datasets[0].get("SeriesNumber") or 0)
+    return hd.sr.Comprehensive3DSR(
+        evidence=[segmentation, *source_datasets], content=report[0], series_instance_uid=generate_uid(),
+        series_number=source_number + SR_SERIES_NUMBER_OFFSET, sop_instance_uid=generate_uid(), instance_number=1,
+        manufacturer="BrainTumorSeg", is_complete=True,
+        series_description=f"BrainTumorSeg volumes {algorithm[0]}"[:64])
+
+
+def write_volume_report(seg_path: str | os.PathLike, series: Series, path: str | os.PathLike,
+                        algorithm: tuple[str, str] = ("BrainTumorSeg", __version__)) -> None:
+    """Write the TID 1500 volume report of a DICOM SEG written for `series`, atomically."""
+    import io
+    import pydicom
+    report = build_volume_report(pydicom.dcmread(seg_path), _source_datasets(series), algorithm)
+    buffer = io.BytesIO()
+    report.save_as(buffer, enforce_file_format=True)
+    write_bytes_atomic(buffer.getvalue(), path)
