@@ -19,7 +19,8 @@ import SimpleITK as sitk
 from . import __version__
 from .dicom_series import MR_IMAGE, Series
 from .errors import InputError
-from .images import same_grid, write_bytes_atomic
+from .images import same_grid
+from .output_paths import write_bytes_atomic
 from .labels import SEGMENTS, to_internal
 from .resources import RESOURCES
 
