@@ -141,12 +141,12 @@ def test_usage_errors_are_one_sentence(study, tiny_card, tmp_path, capsys):
     assert "--t2 42: no series with that number or UID" in line
 
 
-def test_batch_segments_each_study_and_reports_a_broken_one(study, tiny_card, tmp_path, capsys):
-    root = tmp_path / "cohort"
-    shutil.copytree(study, root / "patient-a")
-    shutil.copytree(study / "Ax T2 FLAIR ASSET", root / "patient-b" / "flair")  # FLAIR only: still segmented
+def test_batch_segments_each_study_and_reports_a_broken_one(sample, tiny_card, tmp_path, capsys):
+    root = tmp_path / "cohort"  # three studies (each its own Study Instance UID), one per folder
+    write_sample_study(root / "patient-a", sample, ("t1", "t1c", "t2", "flair"))
+    write_sample_study(root / "patient-b", sample, ("flair",))  # FLAIR only: still segmented
     broken = root / "patient-c"
-    shutil.copytree(study, broken)
+    write_sample_study(broken, sample, ("t1c", "flair"))
     sorted((broken / "Ax T1 FSPGR +C").iterdir())[12].unlink()
     out = tmp_path / "out"
     code = main(["batch", str(root), "-o", str(out), *tiny(tiny_card), *FAST])
@@ -178,3 +178,19 @@ def test_the_clinical_exam_as_dicom_end_to_end(tiny_card, tmp_path, capsys):
     t1c = next(s for s in find_series(tmp_path / "exam") if s.number == 13)
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "l.nii.gz")))
     assert np.array_equal(from_internal(read_dicom_seg(out / "s.dcm", t1c)), labels)
+
+
+def test_batch_finds_one_case_per_study_folder(sample, study, tmp_path):
+    from braintumorseg.batch import find_batch_cases
+    root = tmp_path / "cohort"
+    write_sample_study(root / "patient-a", sample, ("t1c",))
+    write_sample_study(root / "patient-b", sample, ("t1c",))
+    (root / "README.txt").write_text("two exams")
+    assert [(c.name, c.layout) for c in find_batch_cases(root)] == [("patient-a", "dicom"), ("patient-b", "dicom")]
+    # a study folder of series folders, and a flat folder of files, are one case each
+    assert [c.name for c in find_batch_cases(study)] == [study.name]
+    flat = tmp_path / "flat"
+    for path in study.rglob("*.dcm"):
+        flat.mkdir(exist_ok=True)
+        shutil.copy(path, flat / f"{path.parent.name}_{path.name}")
+    assert [c.name for c in find_batch_cases(flat)] == ["flat"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,7 +114,9 @@ def write_dicom_seg(labels: sitk.Image, series: Series, path: str | os.PathLike,
                     algorithm: tuple[str, str] = ("BrainTumorSeg", __version__)) -> None:
     """Write the DICOM SEG of a label map atomically."""
     import io
-    segmentation = build_dicom_seg(labels, series, convention, algorithm)
+    with warnings.catch_warnings():  # highdicom's remarks on the source's attributes (e.g. person names)
+        warnings.simplefilter("ignore", UserWarning)
+        segmentation = build_dicom_seg(labels, series, convention, algorithm)
     buffer = io.BytesIO()
     segmentation.save_as(buffer, enforce_file_format=True)
     write_bytes_atomic(buffer.getvalue(), path)
@@ -193,7 +196,9 @@ def write_volume_report(seg_path: str | os.PathLike, series: Series, path: str |
     """Write the TID 1500 volume report of a DICOM SEG written for `series`, atomically."""
     import io
     import pydicom
-    report = build_volume_report(pydicom.dcmread(seg_path), _source_datasets(series), algorithm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        report = build_volume_report(pydicom.dcmread(seg_path), _source_datasets(series), algorithm)
     buffer = io.BytesIO()
     report.save_as(buffer, enforce_file_format=True)
     write_bytes_atomic(buffer.getvalue(), path)

@@ -395,11 +395,14 @@ class DicomStudy:
         return {m: f"{self.folder} {s.label} {s.uid}" for m, s in self.choose().items()}
 
 
-def is_dicom_folder(folder: Path, probe: int = 20) -> bool:
-    """True when one of the first files below a folder is DICOM (cheap: for finding studies in a tree)."""
-    from pydicom.misc import is_dicom
-    files = (p for p in folder.rglob("*") if p.is_file())
-    return any(is_dicom(path) for _, path in zip(range(probe), files))
+def first_study_uid(folder: Path, probe: int = 20) -> str:
+    """The Study Instance UID of the first DICOM file among the first files below a folder ('' when none)."""
+    files = (p for p in sorted(folder.rglob("*")) if p.is_file())
+    for _, path in zip(range(probe), files):
+        dataset = _read_header(path)
+        if dataset is not None and dataset.get("StudyInstanceUID"):
+            return str(dataset.StudyInstanceUID)
+    return ""
 
 
 def require_dicom_libraries() -> None:
@@ -423,7 +426,13 @@ def dicom_study(folder: str | Path, overrides: dict[str, str | None] | None = No
 
 
 def dicom_case_folders(root: Path) -> list[Path]:
-    """The study folders below a root: the root when it holds DICOM files itself, else each sub-folder that does."""
-    if any(p.is_file() for p in root.iterdir()) and is_dicom_folder(root, probe=5):
+    """The study folders below a root: the root itself when it holds DICOM files or its sub-folders all belong to
+    one study (series folders), else each sub-folder holding DICOM (one study per case folder)."""
+    files = [p for p in sorted(root.iterdir()) if p.is_file()]
+    if files and first_study_uid(root, probe=20) and any(_read_header(p) is not None for p in files[:20]):
         return [root]
-    return [p for p in sorted(root.iterdir()) if p.is_dir() and is_dicom_folder(p)]
+    folders = [(p, first_study_uid(p)) for p in sorted(root.iterdir()) if p.is_dir()]
+    folders = [(p, uid) for p, uid in folders if uid]
+    if len(folders) > 1 and len({uid for _, uid in folders}) == 1:
+        return [root]
+    return [p for p, _ in folders]
