@@ -175,8 +175,7 @@ def _weighting_from_parameters(fields: dict[str, str]) -> tuple[str | None, str]
         f", {sequence}" if sequence else "")
     if tr is None or te is None:
         return None, "no name rule matched and TR/TE are missing"
-    inversion = "IR" in sequence.split("\\") or bool(ti)
-    if inversion and ti:
+    if ti:  # inversion recovery
         if ti >= 1500 and te >= 60:
             return "flair", f"FLAIR by its parameters ({shown})"
         if 300 <= ti < 1500 and te < 30:
@@ -236,7 +235,7 @@ def _slice_key(dataset) -> tuple:
     orientation = tuple(np.round(np.asarray(dataset.get("ImageOrientationPatient") or [0] * 6, float), 3))
     position = tuple(float(v) for v in (dataset.get("ImagePositionPatient") or (0.0, 0.0, 0.0)))
     shared = (orientation, dataset.get("Rows"), dataset.get("Columns"), _text(dataset.get("EchoTime")))
-    return shared, position, _text(dataset.get("ImageType"))
+    return shared, position
 
 
 def _describe(series: Series, dataset, keys: list[tuple]) -> None:
