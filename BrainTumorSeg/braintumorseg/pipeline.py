@@ -151,7 +151,8 @@ class Pipeline:
         self._start(files=True)
         if not inputs:
             raise InputError("no input volume given: give at least one of --t1, --t1c, --t2, --flair.")
-        self.sequence_checker.check_names(inputs)
+        if isinstance(inputs, Mapping):  # a DICOM study's series were chosen from their headers
+            self.sequence_checker.check_names(inputs)
         with self._stage("load inputs"):
             if isinstance(inputs, Mapping):
                 images = {m: read_image(p, DISPLAY_NAMES.get(m, m)) for m, p in inputs.items()}
