@@ -110,8 +110,19 @@ def find_batch_cases(root: str | Path) -> list[Case]:
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root} is not a folder; give the folder that holds the cases.")
-    cases = find_cases(root)
+    cases = find_cases(root) + dicom_cases(root)
     if not cases:
         raise InputError(f"no case found in {root}: expected folders of images named like "
-                         "*_t1.nii.gz, *_t1ce.nii.gz, *_t2.nii.gz, *_flair.nii.gz (or an nnU-Net dataset).")
+                         "*_t1.nii.gz, *_t1ce.nii.gz, *_t2.nii.gz, *_flair.nii.gz, an nnU-Net dataset, or one "
+                         "DICOM study per folder (with the 'dicom' extra installed).")
     return cases
+
+
+def dicom_cases(root: Path) -> list[Case]:
+    """One case per DICOM study folder below the root (none when pydicom is not installed)."""
+    try:
+        import pydicom  # noqa: F401 - the 'dicom' extra
+    except ImportError:
+        return []
+    from .dicom_series import DicomStudy, dicom_case_folders
+    return [Case(folder.name, DicomStudy(folder), layout="dicom") for folder in dicom_case_folders(root)]

@@ -50,7 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(else FLAIR, else the first given) and the labels are written on it.")
     for modality in MODALITIES:
         segment.add_argument(f"--{modality}", metavar="FILE", help=f"{DISPLAY_NAMES[modality]} image (NIfTI, NRRD, "
-                             "MHA)")
+                             "MHA); with --dicom, the series to take for it (number or UID)")
+    segment.add_argument("--dicom", metavar="FOLDER",
+                         help="a DICOM study: its T1, T1Gd, T2 and FLAIR series are chosen from their metadata "
+                              "(override with --t1c SERIES etc.); needs the 'dicom' extra (pydicom, highdicom)")
+    segment.add_argument("--dicom-seg", metavar="OUT.dcm",
+                         help="with --dicom, also write a DICOM SEG referencing the reference series (T1Gd, else "
+                              "FLAIR, else the first given)")
+    segment.add_argument("--dicom-sr", metavar="SR.dcm",
+                         help="with --dicom-seg, also write a DICOM structured report (TID 1500) with the volume of "
+                              "each segment")
     segment.add_argument("-o", "--output", required=True, metavar="OUT.nii.gz", help="label map to write")
     segment.add_argument("--report", metavar="R.json", help="also write the run report as JSON")
     segment.add_argument("--probability-map", metavar="P.nii.gz",
@@ -201,10 +210,10 @@ def _progress(json_lines: bool = False, label: str = ""):
 
 # ---- commands ----------------------------------------------------------------------------------
 
-def command_segment(args: argparse.Namespace) -> int:
+def _input_files(args: argparse.Namespace) -> dict[str, str]:
     inputs = {m: getattr(args, m) for m in MODALITIES if getattr(args, m)}
     if not inputs:
-        raise InputError("no input volume given: give at least one of --t1, --t1c, --t2, --flair.")
+        raise InputError("no input volume given: give at least one of --t1, --t1c, --t2, --flair (or --dicom).")
     for modality, path in inputs.items():
         check_file(path, DISPLAY_NAMES[modality])
     by_file: dict[Path, list[str]] = {}
@@ -214,16 +223,36 @@ def command_segment(args: argparse.Namespace) -> int:
         if len(flags) > 1:
             raise InputError(f"the same file {path} is given for {' and '.join(flags)}; give each sequence its own "
                              "image.")
+    return inputs
+
+
+def command_segment(args: argparse.Namespace) -> int:
+    study = None
+    if args.dicom_sr and not args.dicom_seg:
+        raise InputError("--dicom-sr needs --dicom-seg OUT.dcm: the report measures the segments of that SEG.")
+    if args.dicom:
+        from .dicom_series import dicom_study
+        study = dicom_study(args.dicom, {m: getattr(args, m) for m in MODALITIES})
+        inputs = {"--dicom": args.dicom}
+    elif args.dicom_seg:
+        raise InputError("--dicom-seg needs a DICOM study (--dicom FOLDER): the SEG references its source series.")
+    else:
+        inputs = _input_files(args)
     output = check_output_path(args.output, "output", OUTPUT_SUFFIXES)
     report_path = check_output_path(args.report, "report") if args.report else None
     probability_path = (check_output_path(args.probability_map, "probability map", OUTPUT_SUFFIXES)
                         if args.probability_map else None)
-    check_outputs_distinct({"output": output, "--report": report_path, "--probability-map": probability_path},
-                           {f"--{modality} input": path for modality, path in inputs.items()})
+    seg_path = check_output_path(args.dicom_seg, "DICOM SEG", (".dcm",)) if args.dicom_seg else None
+    sr_path = check_output_path(args.dicom_sr, "DICOM SR", (".dcm",)) if args.dicom_sr else None
+    check_outputs_distinct({"output": output, "--report": report_path, "--probability-map": probability_path,
+                            "--dicom-seg": seg_path, "--dicom-sr": sr_path},
+                           {f"--{modality} input": path for modality, path in inputs.items() if not study})
     progress = _progress(args.json_progress)
     try:
         pipeline = pipeline_from_args(args, progress)
-        report = pipeline.segment_files(inputs, output, report_path, probability_path)
+        report = pipeline.segment_files(study or inputs, output, report_path, probability_path)
+        if seg_path:
+            _write_dicom_outputs(study, report, output, seg_path, sr_path, report_path, probability_path)
     finally:
         if progress:
             progress.close()
@@ -234,6 +263,25 @@ def command_segment(args: argparse.Namespace) -> int:
         print(volumes_table(report))
         print(rano_lines(report))
     return EXIT_OK
+
+
+def _write_dicom_outputs(study, report: SegmentationReport, output: Path, seg_path: Path, sr_path: Path | None,
+                         *others: Path | None) -> None:
+    """The DICOM SEG of the label map just written (and its volume report); on failure no output is left."""
+    import SimpleITK as sitk
+    from .dicom_seg import write_dicom_seg, write_volume_report
+    name, _, version = report.model.rpartition(" ")
+    source = study.chosen[report.reference]
+    try:
+        write_dicom_seg(sitk.ReadImage(str(output)), source, seg_path, report.label_convention,
+                        (name or version, version))
+        if sr_path:
+            write_volume_report(seg_path, source, sr_path, (name or version, version))
+    except BaseException:
+        for path in (output, seg_path, sr_path, *others):
+            if path:
+                Path(path).unlink(missing_ok=True)
+        raise
 
 
 def command_batch(args: argparse.Namespace) -> int:

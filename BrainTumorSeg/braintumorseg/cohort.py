@@ -24,7 +24,7 @@ import traceback
 from collections import deque
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 from . import __version__
 from .batch import SUMMARY_STEM, BatchSummary, CaseResult, output_names
@@ -91,14 +91,22 @@ def summary_stem(shard: tuple[int, int]) -> str:
     return SUMMARY_STEM if shard == (1, 1) else f"{SUMMARY_STEM}-shard-{shard[0]}-of-{shard[1]}"
 
 
-def fingerprint(inputs: dict[str, Path], card: ModelCard, settings: SegmentationSettings) -> str:
+def input_files(inputs) -> dict[str, Path]:
+    """The files a case reads: its images by modality, or every file of its DICOM study (with its overrides)."""
+    if isinstance(inputs, Mapping):
+        return {m: Path(p) for m, p in inputs.items()}
+    return {str(p.relative_to(inputs.folder)): p for p in sorted(Path(inputs.folder).rglob("*")) if p.is_file()}
+
+
+def fingerprint(inputs, card: ModelCard, settings: SegmentationSettings) -> str:
     """SHA-256 over the input files' contents, the settings, the model card and weights and the engine version."""
     document = {
         "engine": __version__,
         "card": card.to_dict(),
         "weights": card.sha256 or sha256_of(card.weights_path),
         "settings": asdict(settings),
-        "inputs": {m: sha256_of(Path(p)) for m, p in sorted(inputs.items())},
+        "inputs": {m: sha256_of(p) for m, p in sorted(input_files(inputs).items())},
+        "overrides": getattr(inputs, "overrides", {}),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -184,8 +192,9 @@ def finish(pipeline: Pipeline, job: Job, prepared: PreparedInputs):
 
 def prepare(pipeline: Pipeline, job: Job) -> PreparedInputs:
     if not job.fingerprint:
-        raise InputError(f"cannot read the inputs of case {job.name} ({', '.join(map(str, job.case.inputs.values()))}"
-                         "); check that the files exist and are readable.")
+        files = ", ".join(map(str, input_files(job.case.inputs).values())) or str(getattr(job.case.inputs, "folder", ""))
+        raise InputError(f"cannot read the inputs of case {job.name} ({files}); check that the files exist and are "
+                         "readable.")
     return pipeline.prepare_files(job.case.inputs)
 
 

@@ -9,7 +9,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 import numpy as np
 import SimpleITK as sitk
@@ -30,6 +30,9 @@ from .rano import measure_lesions
 from .reliability import subset_warnings
 from .sequence_check import SequenceChecker, SequenceCheckSettings
 from .settings import RunSettings
+
+if TYPE_CHECKING:
+    from .dicom_series import DicomStudy
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -154,16 +157,17 @@ class Pipeline:
         self._done = min(1.0, self._done + self._weights.get(name, 0.0))
         self.progress(name, self._done)
 
-    def segment_files(self, inputs: dict[str, str | os.PathLike], output: str | os.PathLike,
+    def segment_files(self, inputs: Mapping[str, str | os.PathLike] | DicomStudy, output: str | os.PathLike,
                       report_path: str | os.PathLike | None = None,
                       probability_path: str | os.PathLike | None = None) -> SegmentationReport:
-        """Read the inputs, segment, write the label map (and probability map, report) atomically."""
+        """Read the inputs (image files by modality, or a DICOM study), segment, write the label map (and
+        probability map, report) atomically."""
         self._start(files=True)
         images = self._read(inputs)
         self._load_model()
         return self.finish_files(self._prepared(images), output, report_path, probability_path)
 
-    def prepare_files(self, inputs: dict[str, str | os.PathLike]) -> PreparedInputs:
+    def prepare_files(self, inputs: Mapping[str, str | os.PathLike] | DicomStudy) -> PreparedInputs:
         """The CPU stages alone (read, align, mask, N4, normalize), without the model: the first half of
         `segment_files`, which another process may run; `finish_files` does the rest."""
         self._start(files=True)
@@ -196,13 +200,19 @@ class Pipeline:
         self.progress(DONE.name, 1.0)
         return self._report
 
-    def _read(self, inputs: dict[str, str | os.PathLike]) -> dict[str, sitk.Image]:
+    def _read(self, inputs: Mapping[str, str | os.PathLike] | DicomStudy) -> dict[str, sitk.Image]:
         if not inputs:
             raise InputError("no input volume given: give at least one of --t1, --t1c, --t2, --flair.")
-        self.sequence_checker.check_names(inputs)
+        if isinstance(inputs, Mapping):  # a DICOM study's series were chosen from their headers
+            self.sequence_checker.check_names(inputs)
         with self._stage("load inputs"):
-            images = {m: read_image(p, DISPLAY_NAMES.get(m, m)) for m, p in inputs.items()}
-        self._report.inputs = {m: str(p) for m, p in inputs.items()}
+            if isinstance(inputs, Mapping):
+                images = {m: read_image(p, DISPLAY_NAMES.get(m, m)) for m, p in inputs.items()}
+                self._report.inputs = {m: str(p) for m, p in inputs.items()}
+            else:  # a DICOM study (dicom_series.DicomStudy): its series are chosen and read here
+                images = inputs.read_images()
+                self._report.inputs = inputs.described()
+                self._report.warnings.extend(inputs.warnings)
         return images
 
     def _prepared(self, images: dict[str, sitk.Image]) -> PreparedInputs:
