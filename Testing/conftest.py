@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 THREADS = min(2, os.cpu_count() or 1)
 os.environ["OMP_NUM_THREADS"] = str(THREADS)
 torch.set_num_threads(THREADS)
+sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(THREADS)  # N4's result depends on ITK's thread count too
 
 from braintumorseg.labels import REGIONS  # noqa: E402
 from braintumorseg.modelcard import ModelCard, export_model  # noqa: E402
@@ -41,6 +42,7 @@ def same_threads_after_each_test():
     """A test that runs a command with --threads in this process does not change the next test's count."""
     yield
     torch.set_num_threads(THREADS)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(THREADS)
 
 
 @pytest.fixture(scope="session")

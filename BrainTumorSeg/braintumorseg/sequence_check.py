@@ -117,6 +117,9 @@ def name_problems(inputs: dict[str, str | os.PathLike]) -> list[str]:
 
 # ---- contrast -------------------------------------------------------------------------------------
 
+MIN_SAMPLED_VOXELS = 50
+
+
 def sampled(channels: dict[str, np.ndarray], mask: np.ndarray, spacing_zyx: tuple[float, ...]):
     """Channels and mask on a grid of about `SAMPLING_MM` steps, and that grid's spacing (z, y, x)."""
     steps = tuple(max(1, int(round(SAMPLING_MM / s))) for s in spacing_zyx)
@@ -251,8 +254,10 @@ class SequenceChecker:
     def contrast_warnings(self, channels: dict[str, np.ndarray], mask: np.ndarray,
                           spacing_zyx: tuple[float, ...]) -> list[str]:
         """A warning when the images' contrast says two or more of them were given to each other's flags."""
-        if not self.settings.enabled or len(channels) < 2 or not mask.any():
+        if not self.settings.enabled or len(channels) < 2:
             return []
+        if np.count_nonzero(sampled(channels, mask, spacing_zyx)[1]) < MIN_SAMPLED_VOXELS:
+            return []  # too little brain on the statistics' grid to judge the contrasts
         flags, looks_like, gain = self.assess_channels(channels, mask, spacing_zyx)
         margin = self.model.margin if self.settings.margin is None else self.settings.margin
         return [swap_sentence(flags, looks_like)] if gain > margin else []
