@@ -12,7 +12,7 @@ from braintumorseg.benchmark import skull_stripping
 from braintumorseg.brain_extraction import AtlasBrainExtractor
 from braintumorseg.cli import main
 from braintumorseg.errors import InputError
-from braintumorseg.images import mutual_information_registration
+from braintumorseg.registration import mutual_information_registration
 from braintumorseg.labels import to_internal
 from braintumorseg.metrics import dice, read_label_map, region_scores
 from braintumorseg.modelcard import ModelCard
@@ -141,7 +141,7 @@ def test_scanner_native_case_is_segmented_after_skull_stripping(sample):
     images = {m: sitk.ReadImage(p, sitk.sitkFloat32) for m, p in raw.items()}
     settings = SegmentationSettings(PreprocessSettings(register=True))
     preprocessor = Preprocessor(settings.preprocess)
-    grid, arrays, _ = preprocessor.align(images)
+    grid, arrays, _ = preprocessor.align(images)[:3]
     brain = preprocessor.brain_mask(grid, arrays)[0]
     stripped_brain = sitk.Resample(stripped != 0, grid, raw_to_sample, sitk.sitkNearestNeighbor, 0)
     brain_dice = dice(brain, sitk.GetArrayFromImage(stripped_brain) > 0)

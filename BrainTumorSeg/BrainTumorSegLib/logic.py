@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from braintumorseg.labels import SEGMENT_CONVENTION
 from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES, reference_modality
+from braintumorseg.run_summary import processing_summary
 from braintumorseg.settings import RunSettings
 
 from .display import add_probability_volume, write_volumes_table
@@ -45,6 +46,7 @@ class SegmentationResult:
     total_seconds: float
     warnings: list[str]
     probability: object = None  # the whole-tumour probability volume (%), when the options asked for it
+    processing: str = ""  # what preprocessing did: registration and its check, skull stripping, network grid
 
 
 class SegmentationFailed(Exception):
@@ -178,7 +180,10 @@ class SegmentationLogic:
                     self.scene.RemoveNode(self.scene.GetNodeByID(node_id))
                 raise
             return SegmentationResult(segmentation, table, report["volumes_ml"], report["stage_seconds"],
-                                      report["total_seconds"], report.get("warnings", []), probability)
+                                      report["total_seconds"], report.get("warnings", []), probability,
+                                      processing_summary(report.get("registration", []),
+                                                         report.get("skull_stripping", ""),
+                                                         report.get("network_space", ""), report.get("reference", "")))
         finally:
             shutil.rmtree(job.folder, ignore_errors=True)
 

@@ -8,7 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
-from .images import mutual_information_registration
+from .registration import mutual_information_registration
 from .resources import BRAIN_TEMPLATE
 
 # Brain volumes outside this range (mL) mean the template did not land on the brain.
@@ -50,9 +50,13 @@ class AtlasBrainExtractor:
 
     def mask(self, image: sitk.Image) -> np.ndarray:
         """The brain as a boolean (z, y, x) array on the image's grid."""
-        moved = sitk.Resample(self.distance, image, self.register(image), sitk.sitkLinear, 1e6, sitk.sitkFloat32)
+        return self.mask_on(image, self.register(image))
+
+    def mask_on(self, grid: sitk.Image, transform: sitk.Transform) -> np.ndarray:
+        """The template's brain moved by `transform` (grid points to template points) onto a grid, checked."""
+        moved = sitk.Resample(self.distance, grid, transform, sitk.sitkLinear, 1e6, sitk.sitkFloat32)
         brain = sitk.GetArrayFromImage(moved) <= self.settings.margin_mm
-        volume_ml = brain.sum() * float(np.prod(image.GetSpacing())) / 1000.0
+        volume_ml = brain.sum() * float(np.prod(grid.GetSpacing())) / 1000.0
         low, high = PLAUSIBLE_BRAIN_ML
         if not low <= volume_ml <= high:
             raise InputError(f"skull stripping failed: the brain template landed on {volume_ml:.0f} mL, not a "
