@@ -93,7 +93,7 @@ class BrainTumorSegParameterNode:
     flairVolume: slicer.vtkMRMLScalarVolumeNode
     outputSegmentation: slicer.vtkMRMLSegmentationNode
     biasCorrection: bool = DEFAULTS.bias_correction
-    registerInputs: bool = DEFAULTS.register
+    registerMode: Annotated[str, Choice(choices("register"))] = DEFAULTS.register
     skullStrip: Annotated[str, Choice(choices("skull_strip"))] = DEFAULTS.skull_strip
     testTimeAugmentation: bool = DEFAULTS.tta
     device: Annotated[str, Choice(choices("device"))] = DEFAULTS.device
@@ -341,7 +341,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         clear_probability_overlays(slicer.mrmlScene)
         if result.probability is not None:
             slicer.util.setSliceViewerLayers(foreground=result.probability, foregroundOpacity=0.5)
-        text = stage_summary(result.stage_seconds, result.total_seconds)
+        text = stage_summary(result.stage_seconds, result.total_seconds, result.processing)
         if result.warnings:
             text += " " + " ".join(result.warnings)
         self.showOutcome(text)

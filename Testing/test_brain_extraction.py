@@ -118,7 +118,7 @@ def test_scanner_native_case_is_segmented_after_skull_stripping(sample):
     images = {m: sitk.ReadImage(p, sitk.sitkFloat32) for m, p in raw.items()}
     settings = SegmentationSettings(PreprocessSettings(register=True))
     preprocessor = Preprocessor(settings.preprocess)
-    grid, arrays, _ = preprocessor.align(images)
+    grid, arrays, _ = preprocessor.align(images)[:3]
     brain = preprocessor.brain_mask(grid, arrays)[0]
     stripped_brain = sitk.Resample(stripped != 0, grid, raw_to_sample, sitk.sitkNearestNeighbor, 0)
     brain_dice = dice(brain, sitk.GetArrayFromImage(stripped_brain) > 0)

@@ -23,7 +23,7 @@ from test_logic import exported_labels, node_ids  # noqa: E402
 
 
 def test_command_line_is_what_the_engine_parses(tmp_path):
-    settings = RunSettings(model=str(tmp_path / "m.json"), bias_correction=False, register=True, skull_strip="off",
+    settings = RunSettings(model=str(tmp_path / "m.json"), bias_correction=False, register="on", skull_strip="off",
                            tta=False, device="cpu", min_cluster_ml=0.25, fp32=True, label_convention="brats2023",
                            threads=1)
     request = EngineRequest(inputs={"t1c": tmp_path / "a b.nrrd", "flair": tmp_path / "f.nrrd"},

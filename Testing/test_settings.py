@@ -24,8 +24,8 @@ def test_defaults_parse_to_the_defaults():
 
 
 def test_to_argv_round_trips_every_setting():
-    changed = RunSettings(model="/m/card.json", device="cpu", bias_correction=False, register=True,
-                          skull_strip="off", tta=False, fp32=True, min_cluster_ml=0.25,
+    changed = RunSettings(model="/m/card.json", device="cpu", bias_correction=False, register="on",
+                          network_space="atlas", skull_strip="off", tta=False, fp32=True, min_cluster_ml=0.25,
                           label_convention="brats2023", threads=3, brain_extraction="template",
                           trust_sequences=True)
     assert {f.name for f in fields(RunSettings)} == {
@@ -37,7 +37,7 @@ def test_to_argv_round_trips_every_setting():
 def test_older_spellings_still_parse():
     settings = parse(["--no-bias-correction", "--register", "--no-tta", "--fp32", "--min-cluster-ml", "0.5"])
     assert (settings.bias_correction, settings.register, settings.tta, settings.fp32, settings.min_cluster_ml) == (
-        False, True, False, True, 0.5)
+        False, "on", False, True, 0.5)
 
 
 @pytest.mark.parametrize("argv", [["--min-cluster-ml", "-1"], ["--min-cluster-ml", "x"], ["--threads", "0"],
@@ -49,10 +49,10 @@ def test_out_of_range_values_are_refused(argv, capsys):
 
 
 def test_from_parameters_reads_the_panel_names():
-    values = {"device": "cpu", "biasCorrection": False, "registerInputs": True, "skullStrip": "on",
+    values = {"device": "cpu", "biasCorrection": False, "registerMode": "on", "skullStrip": "on",
               "testTimeAugmentation": False, "minimumClusterMl": 2.0}
     settings = RunSettings.from_parameters(values.__getitem__, model="card.json")
-    assert settings == RunSettings(model="card.json", device="cpu", bias_correction=False, register=True,
+    assert settings == RunSettings(model="card.json", device="cpu", bias_correction=False, register="on",
                                    skull_strip="on", tta=False, min_cluster_ml=2.0)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from braintumorseg.labels import SEGMENT_CONVENTION
 from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES, reference_modality
+from braintumorseg.run_summary import processing_summary
 from braintumorseg.settings import RunSettings
 
 from .display import add_probability_volume, write_volumes_table
@@ -47,6 +48,7 @@ class SegmentationResult:
     warnings: list[str]
     probability: object = None  # the whole-tumour probability volume (%), when the options asked for it
     rano_table: object = None  # the RANO lesion table (lines of the targets drawn), when the report has measurements
+    processing: str = ""  # what preprocessing did: registration and its check, skull stripping, network grid
 
 
 class SegmentationFailed(Exception):
@@ -181,7 +183,10 @@ class SegmentationLogic:
                     self.scene.RemoveNode(self.scene.GetNodeByID(node_id))
                 raise
             return SegmentationResult(segmentation, table, report["volumes_ml"], report["stage_seconds"],
-                                      report["total_seconds"], report.get("warnings", []), probability, rano_table)
+                                      report["total_seconds"], report.get("warnings", []), probability, rano_table,
+                                      processing_summary(report.get("registration", []),
+                                                         report.get("skull_stripping", ""),
+                                                         report.get("network_space", ""), report.get("reference", "")))
         finally:
             shutil.rmtree(job.folder, ignore_errors=True)
 

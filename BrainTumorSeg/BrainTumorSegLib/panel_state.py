@@ -61,7 +61,9 @@ def progress_percent(fraction: float) -> int:
     return int(round(100 * min(1.0, max(0.0, fraction))))
 
 
-def stage_summary(stage_seconds: dict[str, float], total_seconds: float) -> str:
-    """The status after a run: total time and the time of each stage."""
+def stage_summary(stage_seconds: dict[str, float], total_seconds: float, processing: str = "") -> str:
+    """The status after a run: total time and the time of each stage, then what preprocessing did (which sequences
+    were registered and how the check rated them, how the skull was stripped)."""
     parts = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in stage_seconds.items())
-    return f"Done in {total_seconds:.1f} s ({parts})." if parts else f"Done in {total_seconds:.1f} s."
+    text = f"Done in {total_seconds:.1f} s ({parts})." if parts else f"Done in {total_seconds:.1f} s."
+    return f"{text} {processing}" if processing else text

@@ -8,7 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
-from .images import mutual_information_registration
+from .registration import mutual_information_registration
 from .resources import BRAIN_TEMPLATE
 from .settings import BRAIN_EXTRACTION_METHODS
 
@@ -56,8 +56,12 @@ class AtlasBrainExtractor:
 
     def mask(self, image: sitk.Image) -> np.ndarray:
         """The brain as a boolean (z, y, x) array on the image's grid."""
-        moved = sitk.Resample(self.distance, image, self.register(image), sitk.sitkLinear, 1e6, sitk.sitkFloat32)
-        return plausible_brain(sitk.GetArrayFromImage(moved) <= self.settings.margin_mm, image,
+        return self.mask_on(image, self.register(image))
+
+    def mask_on(self, grid: sitk.Image, transform: sitk.Transform) -> np.ndarray:
+        """The template's brain moved by `transform` (grid points to template points) onto a grid, checked."""
+        moved = sitk.Resample(self.distance, grid, transform, sitk.sitkLinear, 1e6, sitk.sitkFloat32)
+        return plausible_brain(sitk.GetArrayFromImage(moved) <= self.settings.margin_mm, grid,
                                "the brain template landed on")
 
     def register(self, image: sitk.Image) -> sitk.Transform:

@@ -27,6 +27,7 @@ from .output_paths import check_output_folder, check_output_path, check_outputs_
 from .pipeline import CancelToken, Pipeline, SegmentationReport
 from .progress import JsonProgress, ProgressBar
 from .protocol import EXIT_CANCELLED, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, PROG, error_line
+from .run_summary import processing_summary
 from .settings import CohortSettings, RunSettings, add_arguments
 
 OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -181,6 +182,9 @@ def pipeline_from_args(args: argparse.Namespace, progress=None, cancel: CancelTo
 
 
 def print_warnings(report: SegmentationReport) -> None:
+    summary = processing_summary(report.registration, report.skull_stripping, report.network_space, report.reference)
+    if summary:
+        print(f"{PROG}: {summary}", file=sys.stderr)
     for warning in report.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
 

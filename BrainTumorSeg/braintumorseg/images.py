@@ -9,7 +9,6 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -172,47 +171,3 @@ def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-4) -> bool:
             and np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance))
 
 
-@dataclass(frozen=True)
-class RegistrationSettings:
-    """Rigid registration of an input onto the reference (Mattes mutual information)."""
-
-    histogram_bins: int = 32
-    sampling_fraction: float = 0.05
-    iterations: int = 100
-    shrink_factors: tuple[int, ...] = (4, 2)
-    smoothing_sigmas: tuple[float, ...] = (2.0, 1.0)
-    seed: int = 7
-
-
-def mutual_information_registration(histogram_bins: int, sampling_fraction: float, seed: int, iterations: int,
-                                    shrink_factors: Sequence[int], smoothing_sigmas_mm: Sequence[float],
-                                    gradient_tolerance: float = 1e-6) -> sitk.ImageRegistrationMethod:
-    """A multi-resolution registration: Mattes mutual information on random samples, regular-step gradient
-    descent scaled by physical shift, smoothing given in mm. The caller sets the transform (and any masks)."""
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(histogram_bins)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(sampling_fraction, seed)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=1.0, minStep=1e-4, numberOfIterations=iterations, gradientMagnitudeTolerance=gradient_tolerance)
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel(list(shrink_factors))
-    method.SetSmoothingSigmasPerLevel(list(smoothing_sigmas_mm))
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    return method
-
-
-def register_rigid(moving: sitk.Image, fixed: sitk.Image,
-                   settings: RegistrationSettings = RegistrationSettings()) -> sitk.Transform:
-    """Find the rigid transform that maps fixed physical points onto the moving image."""
-    initial = sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS)
-    method = mutual_information_registration(settings.histogram_bins, settings.sampling_fraction, settings.seed,
-                                             settings.iterations, settings.shrink_factors, settings.smoothing_sigmas)
-    method.SetInitialTransform(initial, inPlace=False)
-    try:
-        return method.Execute(fixed, moving)
-    except RuntimeError as error:
-        raise InputError(f"rigid registration failed ({error}); run without --register "
-                         "if the inputs are already aligned.") from None

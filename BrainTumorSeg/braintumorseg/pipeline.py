@@ -22,8 +22,10 @@ from .inference import InferenceSettings, Segmenter
 from .labels import ED, ET, NCR, VOLUMES, from_internal
 from .modalities import DISPLAY_NAMES, reference_modality
 from .modelcard import ModelCard
+from .network_space import carried_back
 from .output_paths import write_image_atomic, write_text_atomic
-from .postprocessing import CorelessCluster, PostprocessSettings, classes_from_probabilities, coreless_clusters
+from .postprocessing import (CorelessCluster, PostprocessSettings, StrayCoreCluster, classes_from_probabilities,
+                             coreless_clusters, edge_faces, stray_core_clusters)
 from .preprocessing import PreparedCase, Preprocessor, PreprocessSettings, model_grid_shape, resize, stack_channels
 from .protocol import DONE, STAGE_WEIGHTS
 from .rano import measure_lesions
@@ -69,7 +71,7 @@ class SegmentationSettings:
     def from_run(cls, run: RunSettings) -> SegmentationSettings:
         """The engine's settings for what a user set."""
         return cls(preprocess=PreprocessSettings(bias_correction=run.bias_correction, register=run.register,
-                                                 skull_strip=run.skull_strip,
+                                                 skull_strip=run.skull_strip, network_space=run.network_space,
                                                  brain_extraction=BrainExtractionSettings(method=run.brain_extraction)),
                    inference=InferenceSettings(device=run.device, tta=run.tta, amp=not run.fp32),
                    postprocess=PostprocessSettings(min_cluster_ml=run.min_cluster_ml),
@@ -95,6 +97,9 @@ class SegmentationReport:
     volumes_ml: dict[str, float] = field(default_factory=dict)
     fingerprint: str = ""  # batch: hash of the inputs, settings and model that made this result (to resume)
     rano: dict = field(default_factory=dict)  # braintumorseg.rano.RanoMeasurement.to_dict()
+    registration: list[dict] = field(default_factory=list)  # per sequence: registered?, edge alignment, rating
+    skull_stripping: str = ""
+    network_space: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -258,6 +263,9 @@ class Pipeline:
         if not usable:
             raise InputError(f"the model uses {', '.join(self.card.channels)}; none of these was given.")
         prepared = self.preprocessor.run(usable, self._stage, self.cancel.check)
+        self._report.registration = [asdict(r) for r in prepared.alignment]
+        self._report.skull_stripping = prepared.skull_stripping
+        self._report.network_space = prepared.network_space
         self._report.warnings.extend(prepared.warnings)
         self._report.warnings.extend(self.sequence_checker.contrast_warnings(prepared.channels, prepared.mask,
                                                                              prepared.spacing_zyx))
@@ -270,19 +278,33 @@ class Pipeline:
             probabilities = self._infer(prepared)
             self._whole_tumour = (probabilities[0].copy(), prepared)  # a map is made only when one is asked for
         with self._stage("post-processing"):
-            classes = np.zeros(sitk.GetArrayViewFromImage(prepared.reference).shape, np.uint8)
-            classes[prepared.box] = classes_from_probabilities(
-                probabilities, prepared.spacing_zyx, self.settings.postprocess, self.card.threshold)
-            self._report.volumes_ml = tumour_volumes_ml(classes, prepared.spacing_zyx)
-            islands = coreless_clusters(classes[prepared.box], prepared.spacing_zyx)
+            classes, box, spacing = self._classes_on_output_grid(probabilities, prepared)
+            self._report.volumes_ml = tumour_volumes_ml(classes, spacing)
+            islands = coreless_clusters(classes[box], spacing)
             self._report.warnings.extend(island_warnings(islands))
-            self._report.rano = measure_lesions(classes, prepared.reference).to_dict()
+            self._report.warnings.extend(core_cluster_warnings(
+                stray_core_clusters(classes[box], spacing, edge_faces(prepared.output_grid, box))))
+            self._report.rano = measure_lesions(classes, prepared.output_grid).to_dict()
             labels = sitk.GetImageFromArray(from_internal(classes, self.settings.label_convention))
-            labels.CopyInformation(prepared.reference)
+            labels.CopyInformation(prepared.output_grid)
         self._report.device = str(self._segmenter.device)
         self._report.precision = self._segmenter.precision
         self._report.warnings.extend(self._segmenter.warnings)
         return labels
+
+    def _classes_on_output_grid(self, probabilities: np.ndarray, prepared: PreparedCase
+                                ) -> tuple[np.ndarray, tuple[slice, ...], tuple[float, ...]]:
+        """Internal classes on the output grid, the box that holds them and the grid's (z, y, x) spacing; results
+        from another network grid are carried back as probabilities, then thresholded."""
+        if prepared.native is None:
+            classes = np.zeros(sitk.GetArrayViewFromImage(prepared.reference).shape, np.uint8)
+            classes[prepared.box] = classes_from_probabilities(
+                probabilities, prepared.spacing_zyx, self.settings.postprocess, self.card.threshold)
+            return classes, prepared.box, prepared.spacing_zyx
+        spacing = tuple(float(s) for s in prepared.native.GetSpacing()[::-1])
+        on_native = carried_back(on_full_grid(probabilities, prepared), prepared.reference, prepared.native)
+        classes = classes_from_probabilities(on_native, spacing, self.settings.postprocess, self.card.threshold)
+        return classes, (slice(None),) * 3, spacing
 
     def _infer(self, prepared: PreparedCase) -> np.ndarray:
         on_model_grid, cropped_shape = model_input_for_case(prepared, self.card)
@@ -293,11 +315,19 @@ class Pipeline:
 def probability_percent(probability: np.ndarray, prepared: PreparedCase) -> sitk.Image:
     """A region's probability (before post-processing) in whole percent on the reference grid, 0 outside the
     brain's box: the band between 20 and 50 % is where the model hesitated."""
-    percent = np.zeros(sitk.GetArrayViewFromImage(prepared.reference).shape, np.uint8)
-    percent[prepared.box] = np.rint(np.clip(probability, 0.0, 1.0) * 100).astype(np.uint8)
-    image = sitk.GetImageFromArray(percent)
-    image.CopyInformation(prepared.reference)
+    probability = on_full_grid(probability[None], prepared)
+    if prepared.native is not None:
+        probability = carried_back(probability, prepared.reference, prepared.native)
+    image = sitk.GetImageFromArray(np.rint(np.clip(probability[0], 0.0, 1.0) * 100).astype(np.uint8))
+    image.CopyInformation(prepared.output_grid)
     return image
+
+
+def on_full_grid(values: np.ndarray, prepared: PreparedCase) -> np.ndarray:
+    """(channels, box) values on the whole network grid, 0 outside the brain's box."""
+    full = np.zeros((len(values),) + sitk.GetArrayViewFromImage(prepared.reference).shape, np.float32)
+    full[(slice(None),) + tuple(prepared.box)] = values
+    return full
 
 
 def island_warnings(clusters: list[CorelessCluster], listed: int = 3) -> list[str]:
@@ -308,6 +338,23 @@ def island_warnings(clusters: list[CorelessCluster], listed: int = 3) -> list[st
     if len(clusters) > listed:
         rest = clusters[listed:]
         lines.append(f"{len(rest)} more such clusters, of {sum(c.volume_ml for c in rest):.1f} mL together.")
+    return lines
+
+
+def core_cluster_warnings(clusters: list[StrayCoreCluster], listed: int = 3) -> list[str]:
+    """One line per stray cluster of tumour core (the largest `listed`): far from the tumour or at the images' edge."""
+    lines = []
+    for c in clusters[:listed]:
+        where = [f"{c.distance_mm:.0f} mm from the main tumour core"] if c.distance_mm > 0 else []
+        if c.at_edge:
+            where.append("touching the edge of the imaged volume, where false tumour is common (thick slices end "
+                         "there)" if c.distance_mm > 0 else "touching the edge of the imaged volume: the tumour may "
+                         "extend beyond the images, or the edge slice gave false tumour")
+        lines.append(f"a {c.volume_ml:.1f} mL cluster of tumour core ({c.enhancing_ml:.1f} mL enhancing) "
+                     f"{' and '.join(where)}: check it (Segment Editor, Islands effect) before measuring.")
+    if len(clusters) > listed:
+        rest = clusters[listed:]
+        lines.append(f"{len(rest)} more such core clusters, of {sum(c.volume_ml for c in rest):.1f} mL together.")
     return lines
 
 

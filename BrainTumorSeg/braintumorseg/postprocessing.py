@@ -85,3 +85,61 @@ def classes_from_probabilities(probabilities: np.ndarray, spacing_zyx: tuple[flo
     clusters."""
     classes = internal_from_regions(probabilities > threshold)
     return remove_small_clusters(classes, spacing_zyx, settings.min_cluster_ml)
+
+
+FAR_FROM_CORE_MM = 20.0
+
+
+@dataclass(frozen=True)
+class StrayCoreCluster:
+    """A cluster of tumour core (necrotic or enhancing) apart from the largest one, or touching the edge of the
+    imaged volume (where thick slices end, false core is common)."""
+
+    volume_ml: float
+    enhancing_ml: float
+    distance_mm: float  # from the largest core cluster (0 for that cluster itself)
+    at_edge: bool
+
+
+def edge_faces(grid: sitk.Image, box: tuple[slice, ...]) -> tuple[bool, ...]:
+    """For a box of a (z, y, x) grid: whether its low and high face along z, y, x lie on the grid's border."""
+    shape = tuple(reversed(grid.GetSize()))
+    faces = []
+    for axis, part in enumerate(box):
+        start, stop, _ = part.indices(shape[axis])
+        faces += [start == 0, stop == shape[axis]]
+    return tuple(faces)
+
+
+def stray_core_clusters(classes: np.ndarray, spacing_zyx: tuple[float, ...], faces: tuple[bool, ...],
+                        far_mm: float = FAR_FROM_CORE_MM) -> list[StrayCoreCluster]:
+    """Core clusters (26-connected) farther than `far_mm` from the largest core cluster, and core clusters that
+    touch a face of the array that is the edge of the imaged volume (`faces`, see `edge_faces`); largest first."""
+    core = np.isin(classes, (NCR, ET))
+    if not core.any():
+        return []
+    image = sitk.GetImageFromArray(core.astype(np.uint8))
+    image.SetSpacing(tuple(float(s) for s in reversed(spacing_zyx)))
+    components = sitk.GetArrayFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(image, True)))
+    main = sitk.GetImageFromArray((components == 1).astype(np.uint8))
+    main.CopyInformation(image)
+    distance = sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(main, insideIsPositive=False,
+                                                                   squaredDistance=False, useImageSpacing=True))
+    edge = np.zeros(core.shape, bool)
+    for axis in range(3):
+        for side, on_border in zip((0, -1), faces[2 * axis:2 * axis + 2]):
+            if on_border:
+                index = [slice(None)] * 3
+                index[axis] = side
+                edge[tuple(index)] = True
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    found = []
+    for label in range(1, int(components.max()) + 1):
+        member = components == label
+        away = 0.0 if label == 1 else float(max(0.0, distance[member].min()))
+        at_edge = bool((member & edge).any())
+        if away > far_mm or at_edge:
+            found.append(StrayCoreCluster(round(member.sum() * voxel_ml, 2),
+                                          round(float((member & (classes == ET)).sum()) * voxel_ml, 2),
+                                          round(away, 1), at_edge))
+    return sorted(found, key=lambda c: -c.volume_ml)

@@ -14,14 +14,18 @@ import torch.nn.functional as F
 
 from .bias import BiasCorrector, BiasSettings
 from .boxes import bounding_box
-from .brain_extraction import BrainExtractionSettings, brain_extractor, method_description
+from .brain_extraction import AtlasBrainExtractor, BrainExtractionSettings, brain_extractor, method_description
 from .errors import InputError
-from .images import RegistrationSettings, overlap_fraction, register_rigid, resample_to_reference, same_grid
+from .images import overlap_fraction, resample_to_reference, same_grid
+from .network_space import TRAINING_ORIENTATION, atlas_grid, reoriented
+from .registration import (FAILED_ALIGNMENT, GOOD_ALIGNMENT, AlignmentRating, RegistrationSettings,
+                           edge_alignment, rate, register_rigid)
 from .modalities import DISPLAY_NAMES, MODALITIES, reference_modality
 from .normalization import NyulStandardizer, zscore
-from .settings import SKULL_STRIP_MODES
+from .settings import NETWORK_SPACES, REGISTER_MODES, SKULL_STRIP_MODES
 
 MIN_OVERLAP = 0.5
+SKULL_KEPT, SKULL_ALREADY_STRIPPED = "off", "not needed: the inputs are skull-stripped"  # the report's words
 NOT_SKULL_STRIPPED = ("the inputs do not look skull-stripped (non-zero voxels reach the image border); "
                       "the model was trained on skull-stripped images, so expect false positives outside "
                       "the brain. Turn skull stripping on, or strip the skull first (e.g. HD-BET).")
@@ -39,11 +43,16 @@ class NormalizationSpec:
 
 @dataclass(frozen=True)
 class PreprocessSettings:
-    """User-facing preprocessing options; `skull_strip` is "auto" (when the inputs show the head), "on" or "off"."""
+    """User-facing preprocessing options. `register`: "auto" aligns the sequences that are on other grids or that
+    a quick check finds misaligned, "on" all, "off" none (True and False mean "on" and "off"). `skull_strip`:
+    "auto" when the inputs show the head, "on" or "off". `network_space`: "atlas" shows the network the case
+    turned into the atlas pose, "native" the reference grid reoriented; "auto" the atlas pose unless the inputs
+    are already one co-registered, skull-stripped set (a BraTS-like copy)."""
 
     bias_correction: bool = True
-    register: bool = False
+    register: str = "auto"
     skull_strip: str = "auto"
+    network_space: str = "auto"
     crop_margin_mm: float = 8.0
     bias: BiasSettings = BiasSettings()
     registration: RegistrationSettings = RegistrationSettings()
@@ -60,6 +69,14 @@ class PreparedCase:
     channels: dict[str, np.ndarray]
     spacing_zyx: tuple[float, float, float]
     warnings: list[str] = field(default_factory=list)
+    native: sitk.Image | None = None  # the grid results are written on, when the network's grid is another
+    alignment: list[AlignmentRating] = field(default_factory=list)
+    skull_stripping: str = ""
+    network_space: str = "native"
+
+    @property
+    def output_grid(self) -> sitk.Image:
+        return self.native if self.native is not None else self.reference
 
 
 StageFactory = Callable[[str], ContextManager]
@@ -77,18 +94,50 @@ class Preprocessor:
         self.settings = settings
         self.normalization = normalization
         self.bias_corrector = BiasCorrector(settings.bias)
-        self._brain_extractor = None  # loaded for the first case that needs it
+        self._brain_extractor = None  # the skull stripper the settings name, loaded for the first case needing it
+        self._template: AtlasBrainExtractor | None = None  # the brain template, for skull stripping or the pose
+        self._transforms: dict[str, sitk.Transform] = {}
         if settings.skull_strip not in SKULL_STRIP_MODES:
             raise InputError(f"unknown skull stripping '{settings.skull_strip}'; use {', '.join(SKULL_STRIP_MODES)}.")
+        self.register_mode = register_mode(settings.register)
+        if settings.network_space not in NETWORK_SPACES:
+            raise InputError(f"unknown network space '{settings.network_space}'; use {', '.join(NETWORK_SPACES)}.")
 
     def run(self, images: dict[str, sitk.Image], stage: StageFactory = _no_stage,
             check: Callable[[], None] = lambda: None) -> PreparedCase:
         """All steps in order; `stage(name)` wraps each step (timing, progress), `check` may cancel."""
         with stage("align to reference"):
-            reference, arrays, warnings = self.align(images)
+            reference, arrays, warnings, transforms, ratings = self.align(images)
         check()
         with stage("brain mask"):
-            mask, mask_warnings = self.brain_mask(reference, arrays)
+            mask, case_to_template, stripping, mask_warnings = self.strip_skull(reference, arrays)
+            warnings += mask_warnings
+            native, space = None, "native"
+            template_stripped = case_to_template is not None
+            stripped_here = stripping not in (SKULL_KEPT, SKULL_ALREADY_STRIPPED)
+            bratslike = not transforms and not stripped_here
+            wants_atlas = self.settings.network_space == "atlas" or (
+                self.settings.network_space == "auto" and not bratslike)
+            if wants_atlas and case_to_template is None:
+                case_to_template = self.atlas_pose(reference, arrays, warnings)
+            if wants_atlas and case_to_template is not None:
+                native, space = reference, "atlas pose (rigid, from the brain template's registration)"
+                reference = atlas_grid(native, mask, case_to_template)
+                arrays = {m: sitk.GetArrayFromImage(resample_to_reference(images[m], reference, transforms.get(m)))
+                          for m in arrays}
+                head = foreground_mask(arrays)
+                if template_stripped:
+                    mask = head & self.extractor().mask_on(reference, case_to_template)
+                elif stripped_here:  # the learned extractor's brain, carried onto the atlas grid
+                    mask = head & _carried_mask(mask, native, reference)
+                else:
+                    mask = head
+            elif sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(
+                    reference.GetDirection()) != TRAINING_ORIENTATION:
+                native, space = reference, f"native, reoriented {TRAINING_ORIENTATION}"
+                reference = reoriented(reference)
+                arrays = {m: _reoriented_array(a, native) for m, a in arrays.items()}
+                mask = _reoriented_array(mask.astype(np.uint8), native) > 0
             box = brain_box(mask, reference.GetSpacing()[::-1], self.settings.crop_margin_mm)
             arrays = {m: a[box] for m, a in arrays.items()}
             mask = mask[box]
@@ -99,10 +148,12 @@ class Preprocessor:
         check()
         with stage("normalization"):
             channels = {m: self.normalize(m, a, mask) for m, a in arrays.items()}
-        return PreparedCase(reference, box, mask, channels, spacing_zyx, warnings + mask_warnings)
+        return PreparedCase(reference, box, mask, channels, spacing_zyx, warnings, native, ratings, stripping, space)
 
-    def align(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, dict[str, np.ndarray], list[str]]:
-        """Resample every input onto the reference input's grid in physical space."""
+    def align(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, dict[str, np.ndarray], list[str],
+                                                           dict[str, sitk.Transform], list[AlignmentRating]]:
+        """Put every input onto the reference input's grid in physical space, registered where `register` says;
+        each registered sequence is checked (`edge_alignment`): a failed one is refused, a doubtful one named."""
         if not images:
             raise InputError("no input volume given: give at least one of T1, T1Gd, T2, FLAIR.")
         unknown = set(images) - set(MODALITIES)
@@ -112,6 +163,8 @@ class Preprocessor:
         reference = images[ref_name]
         arrays: dict[str, np.ndarray] = {}
         warnings: list[str] = []
+        transforms: dict[str, sitk.Transform] = {}
+        ratings: list[AlignmentRating] = []
         for modality, image in images.items():
             if modality == ref_name:
                 arrays[modality] = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
@@ -122,33 +175,106 @@ class Preprocessor:
                     f"{DISPLAY_NAMES[modality]} and {DISPLAY_NAMES[ref_name]} do not overlap in physical "
                     f"space ({overlap:.0%} of the {DISPLAY_NAMES[ref_name]} brain is covered): check that "
                     "they belong to the same patient and session, or register them first.")
-            if self.settings.register:
-                transform = register_rigid(image, reference, self.settings.registration)
-                image = resample_to_reference(image, reference, transform)
+            rating = self._alignment(modality, image, reference, ref_name)
+            if rating is not None:
+                ratings.append(rating)
+            if rating is not None and rating.registered:
+                transforms[modality] = self._transforms.pop(modality)
             elif not same_grid(image, reference):
                 warnings.append(f"{DISPLAY_NAMES[modality]} resampled onto the {DISPLAY_NAMES[ref_name]} grid.")
-                image = resample_to_reference(image, reference)
-            arrays[modality] = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
-        return reference, arrays, warnings
+            if rating is not None and rating.rating == "doubtful":
+                warnings.append(
+                    f"the {DISPLAY_NAMES[modality]} may be misaligned with the {DISPLAY_NAMES[ref_name]} (edge "
+                    f"alignment {rating.score:.2f}; aligned sequences score {GOOD_ALIGNMENT} or more): check it in "
+                    "the slice views before measuring.")
+            aligned = resample_to_reference(image, reference, transforms.get(modality)) \
+                if modality in transforms or not same_grid(image, reference) else image
+            arrays[modality] = sitk.GetArrayFromImage(aligned).astype(np.float32, copy=False)
+        return reference, arrays, warnings, transforms, ratings
+
+    def _alignment(self, modality: str, image: sitk.Image, reference: sitk.Image,
+                   ref_name: str) -> AlignmentRating | None:
+        """Register when the mode asks for it, check the result; None when nothing was checked (register off)."""
+        mode = self.register_mode
+        if mode == "off":
+            return None
+        in_place = None
+        if mode == "auto":
+            in_place = edge_alignment(image, reference)
+            if same_grid(image, reference) and in_place >= GOOD_ALIGNMENT:
+                return rate(modality, False, in_place)
+        transform = register_rigid(image, reference, self.settings.registration)
+        score = edge_alignment(image, reference, transform)
+        if in_place is not None and in_place >= max(score, GOOD_ALIGNMENT):
+            return rate(modality, False, in_place)  # registering made it no better: keep the scanner's geometry
+        rating = rate(modality, True, score)
+        if rating.rating == "failed":
+            raise InputError(
+                f"the {DISPLAY_NAMES[modality]} could not be aligned with the {DISPLAY_NAMES[ref_name]} (edge "
+                f"alignment {score:.2f}, below {FAILED_ALIGNMENT}): check that it is of the same patient and "
+                f"session, or segment without it.")
+        self._transforms[modality] = transform
+        return rating
+
+    def extractor(self) -> AtlasBrainExtractor:
+        """The brain template: it strips the skull (method "template") and gives the atlas pose."""
+        if self._template is None:
+            self._template = AtlasBrainExtractor(self.settings.brain_extraction)
+        return self._template
+
+    @staticmethod
+    def _template_like(reference: sitk.Image, arrays: dict[str, np.ndarray]) -> tuple[str, sitk.Image]:
+        modality = next(m for m in TEMPLATE_LIKE if m in arrays)
+        image = sitk.GetImageFromArray(arrays[modality])
+        image.CopyInformation(reference)
+        return modality, image
+
+    def atlas_pose(self, reference: sitk.Image, arrays: dict[str, np.ndarray],
+                   warnings: list[str]) -> sitk.Transform | None:
+        """The brain template registered onto skull-stripped inputs, for their pose only; None (and a warning)
+        when it does not fit, and the network then sees the reference grid reoriented."""
+        modality, image = self._template_like(reference, arrays)
+        try:
+            transform = self.extractor().register(image)
+            self.extractor().mask_on(image, transform)  # refuses a template that did not land on a brain
+        except InputError:
+            warnings.append(f"the brain template could not be registered onto the {DISPLAY_NAMES[modality]}, so "
+                            "the network saw the images in their own pose, not the atlas pose it was trained "
+                            "on; check the result.")
+            return None
+        return transform
 
     def brain_mask(self, reference: sitk.Image, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
         """The foreground voxels; within them the registered brain template when the skull is to be stripped."""
+        mask, _, _, warnings = self.strip_skull(reference, arrays)
+        return mask, warnings
+
+    def strip_skull(self, reference: sitk.Image, arrays: dict[str, np.ndarray]
+                    ) -> tuple[np.ndarray, sitk.Transform | None, str, list[str]]:
+        """The foreground voxels; within them the registered brain template when the skull is to be stripped.
+        Also the template registration (case points to template points, None when not run) and what was done."""
         mask = foreground_mask(arrays)
         stripped = looks_skull_stripped(mask)
         mode = self.settings.skull_strip
         if mode == "off" or (mode == "auto" and stripped):
-            return mask, [] if stripped else [NOT_SKULL_STRIPPED]
-        modality = next(m for m in TEMPLATE_LIKE if m in arrays)
-        image = sitk.GetImageFromArray(arrays[modality])
-        image.CopyInformation(reference)
-        if self._brain_extractor is None:
-            self._brain_extractor = brain_extractor(self.settings.brain_extraction)
-        mask &= self._brain_extractor.mask(image)
+            how = SKULL_ALREADY_STRIPPED if stripped else SKULL_KEPT
+            return mask, None, how, [] if stripped else [NOT_SKULL_STRIPPED]
+        modality, image = self._template_like(reference, arrays)
+        method = self.settings.brain_extraction.method
+        transform = None
+        if method == "template":
+            transform = self.extractor().register(image)
+            mask &= self.extractor().mask_on(image, transform)
+        else:
+            if self._brain_extractor is None:
+                self._brain_extractor = brain_extractor(self.settings.brain_extraction)
+            mask &= self._brain_extractor.mask(image)
+        how = f"{method_description(method)} on the {DISPLAY_NAMES[modality]}"
         if mode == "on":
-            return mask, []
-        return mask, [f"the inputs were not skull-stripped: the skull was stripped by "
-                      f"{method_description(self.settings.brain_extraction.method)} on the {DISPLAY_NAMES[modality]}; "
-                      "check the result near the brain's edge."]
+            return mask, transform, how, []
+        return mask, transform, how, [
+            f"the inputs were not skull-stripped: the skull was stripped by {method_description(method)} on the "
+            f"{DISPLAY_NAMES[modality]}; check the result near the brain's edge."]
 
     def correct_bias(self, arrays: dict[str, np.ndarray], mask: np.ndarray, spacing_zyx: tuple[float, ...],
                      warnings: list[str], check: Callable[[], None]) -> dict[str, np.ndarray]:
@@ -182,6 +308,20 @@ class Preprocessor:
         if self.normalization.method == "nyul":
             return NyulStandardizer(self.normalization.landmarks[modality]).apply(image, mask)
         raise InputError(f"unknown normalization '{self.normalization.method}' in the model card.")
+
+
+def register_mode(value: str | bool) -> str:
+    """The registration mode; True and False (the former switch) mean "on" and "off"."""
+    mode = {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+    if mode not in REGISTER_MODES:
+        raise InputError(f"unknown registration mode '{value}'; use {', '.join(REGISTER_MODES)}.")
+    return mode
+
+
+def _reoriented_array(array: np.ndarray, grid: sitk.Image) -> np.ndarray:
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(grid)
+    return sitk.GetArrayFromImage(reoriented(image))
 
 
 def foreground_mask(arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -231,3 +371,10 @@ def stack_channels(channels: dict[str, np.ndarray], order: tuple[str, ...] | lis
     """Stack channels in the model's order; missing modalities become zero channels."""
     shape = next(iter(channels.values())).shape
     return np.stack([channels.get(m, np.zeros(shape, dtype=np.float32)) for m in order])
+
+
+def _carried_mask(mask: np.ndarray, grid: sitk.Image, onto: sitk.Image) -> np.ndarray:
+    """A (z, y, x) mask on `grid` resampled (nearest neighbour) onto another grid in physical space."""
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.CopyInformation(grid)
+    return sitk.GetArrayFromImage(sitk.Resample(image, onto, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0

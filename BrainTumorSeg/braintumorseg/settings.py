@@ -20,6 +20,8 @@ TRAINING_DEVICES = ("auto", "cpu", "cuda")  # `python -m training` runs on CUDA 
 SKULL_STRIP_MODES = ("auto", "on", "off")
 # How the skull is stripped; the first is the default, chosen by measurement (docs/brain-extraction.md).
 BRAIN_EXTRACTION_METHODS = ("deepbet", "template")
+REGISTER_MODES = ("auto", "on", "off")
+NETWORK_SPACES = ("auto", "atlas", "native")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Flag:
     metavar: str = ""
     minimum: float | None = None
     maximum: float | None = None
+    const: str = ""  # the value the flag takes when given without one (a former switch)
 
 
 def _option(default: Any, help: str, **flag: Any) -> Any:
@@ -46,8 +49,15 @@ class RunSettings:
     device: str = _option("auto", "where the network runs; auto = CUDA, then MPS, then CPU (default: auto)",
                           choices=DEVICES, parameter="device")
     bias_correction: bool = _option(True, "N4 bias-field correction (default: on)", parameter="biasCorrection")
-    register: bool = _option(False, "rigidly register each input to the reference (mutual information; "
-                                    "default: off)", parameter="registerInputs")
+    register: str = _option("auto", "rigidly register the inputs to the reference (mutual information), each then "
+                                    "checked; auto = those on another grid or found misaligned by a quick check; "
+                                    "--register alone = on (default: auto)", choices=REGISTER_MODES,
+                            parameter="registerMode", const="on")
+    network_space: str = _option("auto", "the grid the network sees: atlas = the case turned into the atlas pose of "
+                                         "the BraTS training copies, native = the reference grid reoriented axial "
+                                         "LPS; auto = native for a co-registered skull-stripped set, else atlas "
+                                         "(default: auto); labels are always written on the reference grid",
+                                 choices=NETWORK_SPACES)
     skull_strip: str = _option("auto", "strip the skull (see --brain-extraction); auto = only when the inputs show "
                                        "the head (default: auto)",
                                choices=SKULL_STRIP_MODES, parameter="skullStrip")
@@ -162,8 +172,9 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, set
                                 help=flag.help)
             continue
         kind = _bounded(type(default) if default is not None else int, flag)
+        optional = {"nargs": "?", "const": flag.const} if flag.const else {}
         parser.add_argument(*names, dest=item.name, type=kind, default=default, help=flag.help,
-                            choices=flag.choices or None, metavar=flag.metavar or None)
+                            choices=flag.choices or None, metavar=flag.metavar or None, **optional)
 
 
 def _bounded(kind: type, flag: Flag) -> Callable[[str], Any]:
