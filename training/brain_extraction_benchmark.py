@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
-
 from braintumorseg.brain_extraction import BRAIN_EXTRACTION_METHODS, BrainExtractionSettings, brain_extractor
 from braintumorseg.errors import InputError
-from braintumorseg.images import mutual_information_registration
 from braintumorseg.metrics import dice
-from braintumorseg.preprocessing import TEMPLATE_LIKE, PreprocessSettings, Preprocessor
+from braintumorseg.preprocessing import TEMPLATE_LIKE, Preprocessor, PreprocessSettings
+from braintumorseg.registration import mutual_information_registration
 from braintumorseg.resources import sample_case
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -27,11 +27,11 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 import torch
-
-from braintumorseg.images import read_image, write_text_atomic
+from braintumorseg.images import read_image
 from braintumorseg.labels import REGIONS, from_internal, internal_from_regions, regions_from_internal, to_internal
 from braintumorseg.metrics import region_scores
 from braintumorseg.modelcard import ModelCard
+from braintumorseg.output_paths import write_text_atomic
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 from braintumorseg.preprocessing import PreprocessSettings
 from braintumorseg.registration import mutual_information_registration

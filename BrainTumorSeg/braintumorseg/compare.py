@@ -20,10 +20,11 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .errors import InputError
-from .images import RegistrationSettings, check_file, read_image, register_rigid, same_grid
+from .images import check_file, read_image, same_grid
 from .metrics import read_label_map
 from .rano import measure_with_map
 from .rano_results import DISCLAIMER, RANO_2_0, RanoCriteria, RanoMeasurement
+from .registration import RegistrationSettings, register_rigid
 
 COMPLETE, PARTIAL, STABLE, PROGRESSION = ("complete response", "partial response", "stable disease",
                                           "progressive disease")

@@ -24,10 +24,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from .compare import CompareSettings, Exam, compare_exams, load_exam, register_follow_up
-from .images import RegistrationSettings
 from .metrics import read_label_map
 from .output_paths import write_text_atomic
 from .rano import measure_lesions
+from .registration import RegistrationSettings
 from .resources import sample_case
 
 KNOWN_ROTATION_DEGREES = 4.0
