@@ -20,6 +20,7 @@ from BrainTumorSegLib.autofill import autofill
 from BrainTumorSegLib.display import clear_probability_overlays, is_probability_map, show_in_3d
 from BrainTumorSegLib.logic import SegmentationFailed, SegmentationLogic, SegmentationResult, input_problems
 from BrainTumorSegLib.panel_state import button_state, progress_percent, sequence_notes, stage_summary, status_text
+from BrainTumorSegLib.rano_markups import lines_needing_confirmation, observe_lines
 from BrainTumorSegLib.runner import InProcessRunner, ProcessRunner, RunState
 from BrainTumorSegLib.sample_data import sample_data_source
 from BrainTumorSegLib.segments import needs_confirmation
@@ -118,6 +119,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._lastSegmentation = None
+        self._lineObservers = []  # (line markup, observer tag): the RANO lines whose moves update the table
         self._cancelling = False
         self._userCleared = set()
         self._outcome, self._outcomeInputs = "", None  # the last run's message, and the inputs it was for
@@ -153,6 +155,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._job is not None:
             self.logic.cancel(self._job)
         self._timer.stop()
+        self.removeLineObservers()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -271,11 +274,11 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             output = self._parameterNode.outputSegmentation
             confirmed = False
-            if output is not None and needs_confirmation(output):
+            if output is not None and (needs_confirmation(output) or lines_needing_confirmation(output)):
                 confirmed = slicer.util.confirmYesNoDisplay(
-                    _("'{name}' has been edited or was not made by BrainTumorSeg. Replace its segments with the "
-                      "new result?\n\nNo keeps it and writes the result to a new segmentation.").format(
-                        name=output.GetName()))
+                    _("'{name}' or its RANO lines have been edited, or it was not made by BrainTumorSeg. Replace "
+                      "them with the new result?\n\nNo keeps them and writes the result to a new "
+                      "segmentation.").format(name=output.GetName()))
             try:
                 self._job = self.logic.start(self.inputs(), self.settings(), output, confirmed,
                                              probability_map=self._parameterNode.probabilityMap)
@@ -335,6 +338,8 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def showResult(self, result: SegmentationResult) -> None:
         # The output selector is left as the user set it: a re-run writes a new node unless they choose this one.
         self._lastSegmentation = result.segmentation
+        self.removeLineObservers()
+        self._lineObservers = observe_lines(slicer.mrmlScene, result.segmentation)  # a moved end updates the table
         self.ui.resultsTableView.setMRMLTableNode(result.table)
         self.ui.resultsTableView.visible = True
         show_in_3d(result.segmentation, self._parameterNode.show3D)
@@ -345,6 +350,11 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if result.warnings:
             text += " " + " ".join(result.warnings)
         self.showOutcome(text)
+
+    def removeLineObservers(self) -> None:
+        for line, tag in self._lineObservers:
+            line.RemoveObserver(tag)
+        self._lineObservers = []
 
     def onShow3D(self, visible) -> None:
         if self._lastSegmentation is not None and self._lastSegmentation.GetScene() is not None:

@@ -98,7 +98,7 @@ def test_segmenting_a_head_strips_its_skull(heads, tmp_path, capsys):
     output = tmp_path / "labels.nii.gz"
     args = [a for m in MODALITIES for a in (f"--{m}", str(files[m]))]
     assert main(["segment", *args, "-o", str(output), "--no-tta"]) == 0
-    assert "stripped by deepbet" in capsys.readouterr().err
+    assert "stripped by registering a brain template" in capsys.readouterr().err
     predicted, image = read_label_map(output, "brats2021", "prediction")
     reference, _ = read_label_map(files["label"], "brats2021", "reference")
     scores = region_scores(predicted, reference, image.GetSpacing()[::-1])
@@ -128,6 +128,6 @@ def test_scanner_native_case_is_segmented_after_skull_stripping(sample):
                              for i in (labels, reference)), labels.GetSpacing()[::-1])
     print("brain Dice", round(brain_dice, 3), {r: round(s["dice"], 3) for r, s in scores.items()}, report.stage_seconds)
     assert brain_dice >= 0.9, "against the skull stripping BraTS-Toolkit did for this patient"
-    assert any("stripped by deepbet" in w for w in report.warnings)
+    assert any("stripped by registering a brain template" in w for w in report.warnings)
     assert not any("look swapped" in w or "mixed up" in w for w in report.warnings), "the sequences are right"
     assert scores["WT"]["dice"] >= 0.65 and scores["TC"]["dice"] >= 0.75 and scores["ET"]["dice"] >= 0.75

@@ -273,7 +273,7 @@ def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys
     assert "| flair+t1c |" in (out / "means.md").read_text()
     precision = str(compute_dtype(select_device("auto"))).removeprefix("torch.")  # the engine's default
     assert json.loads((out / "means.json").read_text())["pipeline"] == {"engine": __version__,
-                                                                     "bias_correction": False, "register": False,
+                                                                     "bias_correction": False, "register": "auto",
                                                                      "tta": True,
                                                                      "min_cluster_ml": 0.1, "precision": precision}
     carded = prepared / "model-evaluated"

@@ -18,7 +18,7 @@ from .brain_extraction import AtlasBrainExtractor, BrainExtractionSettings, brai
 from .errors import InputError
 from .images import overlap_fraction, resample_to_reference, same_grid
 from .network_space import TRAINING_ORIENTATION, atlas_grid, reoriented
-from .registration import (FAILED_ALIGNMENT, GOOD_ALIGNMENT, AlignmentRating, RegistrationSettings,
+from .registration import (FAILED_ALIGNMENT, GOOD_ALIGNMENT, SAME_GRID_GAIN, AlignmentRating, RegistrationSettings,
                            edge_alignment, rate, register_rigid)
 from .modalities import DISPLAY_NAMES, MODALITIES, reference_modality
 from .normalization import NyulStandardizer, zscore
@@ -207,6 +207,11 @@ class Preprocessor:
         score = edge_alignment(image, reference, transform)
         if in_place is not None and in_place >= max(score, GOOD_ALIGNMENT):
             return rate(modality, False, in_place)  # registering made it no better: keep the scanner's geometry
+        if in_place is not None and same_grid(image, reference) and in_place >= FAILED_ALIGNMENT \
+                and score < in_place + SAME_GRID_GAIN:
+            # One grid, and registering gains little: a co-registered set (BraTS copies gain 0.02-0.05 here,
+            # a 4 mm shift far more). Keep it as it is, confirmed by the registration.
+            return AlignmentRating(modality, False, round(in_place, 3), "good")
         rating = rate(modality, True, score)
         if rating.rating == "failed":
             raise InputError(

@@ -18,8 +18,8 @@ from .labels import OUTPUT_CONVENTIONS
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TRAINING_DEVICES = ("auto", "cpu", "cuda")  # `python -m training` runs on CUDA or the CPU
 SKULL_STRIP_MODES = ("auto", "on", "off")
-# How the skull is stripped; the first is the default, chosen by measurement (docs/brain-extraction.md).
-BRAIN_EXTRACTION_METHODS = ("deepbet", "template")
+# How the skull is stripped; the first is the default, chosen by measurement end to end (docs/brain-extraction.md).
+BRAIN_EXTRACTION_METHODS = ("template", "deepbet")
 REGISTER_MODES = ("auto", "on", "off")
 NETWORK_SPACES = ("auto", "atlas", "native")
 
@@ -63,7 +63,7 @@ class RunSettings:
                                choices=SKULL_STRIP_MODES, parameter="skullStrip")
     brain_extraction: str = _option(BRAIN_EXTRACTION_METHODS[0], "how the skull is stripped: deepbet = a brain "
                                     "extraction network (its weights ship with it), template = register a brain "
-                                    "template (MNI ICBM152) onto the case (default: deepbet)",
+                                    "template (MNI ICBM152) onto the case (default: template)",
                                     choices=BRAIN_EXTRACTION_METHODS)
     trust_sequences: bool = _option(False, "skip the check that each file is the sequence its flag says (file name, "
                                            "header echo time, contrast inside the brain; default: checked)")
