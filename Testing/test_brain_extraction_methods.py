@@ -76,14 +76,14 @@ def test_method_choice_reaches_the_preprocessing():
         args = parser.parse_args(["segment", "--t1", "x.nii.gz", "-o", "y.nii.gz", *extra])
         return SegmentationSettings.from_run(RunSettings.from_namespace(args))
 
-    default, chosen = settings(), settings("--brain-extraction", "template")
-    assert "--brain-extraction" in RunSettings(brain_extraction="template").to_argv()
+    default, chosen = settings(), settings("--brain-extraction", "deepbet")
+    assert "--brain-extraction" in RunSettings(brain_extraction="deepbet").to_argv()
     assert default.preprocess.brain_extraction.method == "template"
-    assert chosen.preprocess.brain_extraction.method == "template"
+    assert chosen.preprocess.brain_extraction.method == "deepbet"
     with pytest.raises(SystemExit):
         parser.parse_args(["segment", "--t1", "x.nii.gz", "-o", "y.nii.gz", "--brain-extraction", "bet"])
-    assert isinstance(brain_extractor(chosen.preprocess.brain_extraction), AtlasBrainExtractor)
-    with pytest.raises(InputError, match="unknown brain extraction 'bet'; use deepbet, template"):
+    assert isinstance(brain_extractor(default.preprocess.brain_extraction), AtlasBrainExtractor)
+    with pytest.raises(InputError, match="unknown brain extraction 'bet'; use template, deepbet"):
         brain_extractor(BrainExtractionSettings(method="bet"))
 
 

@@ -9,14 +9,6 @@ import torch
 from training.data import FAVOURED_SUBSETS, CachedCase, PatchSampler, SamplerSettings
 
 
-def _batch(seed: int = 0):
-    generator = torch.Generator().manual_seed(seed)
-    logits = torch.randn(2, 3, 8, 8, 8, generator=generator, requires_grad=True)
-    target = (torch.rand(2, 3, 8, 8, 8, generator=generator) > 0.7).float()
-    present = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])  # second case: whole tumour only
-    return logits, target, present
-
-
 def _case(channels, regions_present=(True, True, True), shape=(24, 24, 24), name="c") -> CachedCase:
     rng = np.random.default_rng(0)
     available = np.array(channels, bool)

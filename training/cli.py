@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from braintumorseg.errors import InputError
-from braintumorseg.settings import DEVICES, TRAINING_DEVICES
+from braintumorseg.settings import DEVICES, REGISTER_MODES, TRAINING_DEVICES
 
 from .discovery import labelled_cases
 
@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                           help="test-time augmentation (mirrors and, where the card allows, subsets), as the engine "
                                "does by default")
-    evaluate.add_argument("--register", nargs="?", const="on", choices=("on", "off", "auto"),
+    evaluate.add_argument("--register", nargs="?", const="on", choices=REGISTER_MODES,
                           help="co-registration of the sequences (bare --register: on; default: the engine's)")
     evaluate.add_argument("--clinical-like", type=int, metavar="SEED",
                           help="also make clinical-like exams of the cases with this seed (in --out) and score "
@@ -148,15 +148,6 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine_value(default: object, choice: str) -> object:
-    """An on/off/auto choice as the engine's setting holds it (a bool, or the mode's name)."""
-    if isinstance(default, bool):
-        if choice == "auto":
-            raise InputError("--register auto needs an engine that decides registration itself; use on or off.")
-        return choice == "on"
-    return choice
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from braintumorseg.inference import InferenceSettings
     from braintumorseg.pipeline import SegmentationSettings
@@ -165,7 +156,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EvaluateSettings, evaluate
     preprocess = PreprocessSettings(bias_correction=not args.no_bias_correction)
     if args.register is not None:
-        preprocess = replace(preprocess, register=_engine_value(preprocess.register, args.register))
+        preprocess = replace(preprocess, register=args.register)
     segmentation = SegmentationSettings(preprocess,
                                         InferenceSettings(device=args.device, tta=args.tta, amp=not args.fp32))
     subsets = tuple(s.strip() for s in args.subsets.split(",") if s.strip())

@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 import torch
+from braintumorseg.brain_extraction import BrainExtractionSettings
 from braintumorseg.images import read_image
 from braintumorseg.labels import REGIONS, from_internal, internal_from_regions, regions_from_internal, to_internal
 from braintumorseg.metrics import region_scores
@@ -103,6 +104,8 @@ def parse_variant(text: str) -> Variant:
         key, _, value = assignment.partition("=")
         if key == "tta":
             inference = replace(inference, tta=value.lower() in ("1", "true", "on", "yes"))
+        elif key == "brain_extraction":
+            preprocess = replace(preprocess, brain_extraction=BrainExtractionSettings(method=value))
         elif key in known:
             default = getattr(preprocess, key)
             if isinstance(default, bool):
