@@ -22,4 +22,4 @@ def test_raw_exam_with_the_defaults_stays_above_its_floor():
     assert all(raw["scores"][r]["dice"] >= floor for r, floor in FLOORS.items())
     assert {r["modality"] for r in raw["registration"] if r["registered"]} >= {"t2", "flair"}
     assert all(r["rating"] == "good" for r in raw["registration"])
-    assert raw["skull_stripping"].startswith("brain template") and raw["network_space"].startswith("atlas pose")
+    assert "brain template" in raw["skull_stripping"] and raw["network_space"].startswith("atlas pose")

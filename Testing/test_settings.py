@@ -26,7 +26,7 @@ def test_defaults_parse_to_the_defaults():
 def test_to_argv_round_trips_every_setting():
     changed = RunSettings(model="/m/card.json", device="cpu", bias_correction=False, register="on",
                           network_space="atlas", skull_strip="off", tta=False, fp32=True, min_cluster_ml=0.25,
-                          label_convention="brats2023", threads=3, brain_extraction="template",
+                          label_convention="brats2023", threads=3, brain_extraction="deepbet",
                           trust_sequences=True)
     assert {f.name for f in fields(RunSettings)} == {
         f.name for f in fields(RunSettings) if getattr(changed, f.name) != getattr(DEFAULTS, f.name)}
