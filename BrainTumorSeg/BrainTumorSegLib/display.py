@@ -14,13 +14,18 @@ PROBABILITY_SHOWN_FROM = 20.0  # % : the band below the shipped model's 50 % whe
 PROBABILITY_ATTRIBUTE = "BrainTumorSeg.ProbabilityMap"  # marks the volumes the engine's maps come back in
 
 
+def referenced_table(scene, node, role: str, what: str):
+    """The table the node references under `role`, made (named "<node> <what>") when it has none."""
+    table = node.GetNodeReference(role)
+    if table is None:
+        table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(f"{node.GetName()} {what}"))
+        node.SetNodeReferenceID(role, table.GetID())
+    return table
+
+
 def write_volumes_table(scene, segmentation_node, volumes_ml: dict[str, float]):
     """The table of tumour volumes in mL, referenced by (and stored next to) the segmentation node."""
-    table = segmentation_node.GetNodeReference(VOLUMES_TABLE_ROLE)
-    if table is None:
-        table = scene.AddNewNodeByClass("vtkMRMLTableNode",
-                                        scene.GenerateUniqueName(f"{segmentation_node.GetName()} volumes"))
-        segmentation_node.SetNodeReferenceID(VOLUMES_TABLE_ROLE, table.GetID())
+    table = referenced_table(scene, segmentation_node, VOLUMES_TABLE_ROLE, "volumes")
     vtk_table = table.GetTable()
     vtk_table.Initialize()
     regions, volumes = vtk.vtkStringArray(), vtk.vtkDoubleArray()

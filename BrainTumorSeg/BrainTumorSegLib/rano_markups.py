@@ -19,6 +19,8 @@ import vtk
 
 from braintumorseg.rano_results import RanoMeasurement, lesion_colour
 
+from .display import referenced_table
+
 RANO_ATTRIBUTE = "BrainTumorSeg.Rano"  # on the segmentation node: the engine's measurements (JSON)
 LINE_ROLE = "BrainTumorSeg.RanoLine"  # segmentation node → its line nodes
 TABLE_ROLE = "BrainTumorSeg.RanoTable"  # segmentation node → the lesion table
@@ -171,11 +173,7 @@ def lesion_rows(segmentation_node) -> list[dict]:
 def update_table(scene, segmentation_node):
     """(Re)write the lesion table from the lines; its last row is the sum of products of the targets."""
     rows = lesion_rows(segmentation_node)
-    table = segmentation_node.GetNodeReference(TABLE_ROLE)
-    if table is None:
-        table = scene.AddNewNodeByClass("vtkMRMLTableNode",
-                                        scene.GenerateUniqueName(f"{segmentation_node.GetName()} RANO lesions"))
-        segmentation_node.SetNodeReferenceID(TABLE_ROLE, table.GetID())
+    table = referenced_table(scene, segmentation_node, TABLE_ROLE, "RANO lesions")
     vtk_table = table.GetTable()
     vtk_table.Initialize()
     kinds = (vtk.vtkStringArray, vtk.vtkStringArray, vtk.vtkDoubleArray, vtk.vtkDoubleArray, vtk.vtkDoubleArray,
