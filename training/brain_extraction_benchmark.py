@@ -30,6 +30,7 @@ import torch
 from braintumorseg.brain_extraction import BRAIN_EXTRACTION_METHODS, BrainExtractionSettings, brain_extractor
 from braintumorseg.errors import InputError
 from braintumorseg.metrics import dice
+from braintumorseg.modalities import MODALITIES
 from braintumorseg.preprocessing import TEMPLATE_LIKE, Preprocessor, PreprocessSettings
 from braintumorseg.registration import mutual_information_registration
 from braintumorseg.resources import sample_case
@@ -38,7 +39,6 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RAW_EXAM = SHARED_DATA / "clinical_raw" / "TCGA-FG-6692_raw_native"
 RAW_FILES = {"t1": "T1_AX_*_t1.nii.gz", "t1c": "*POST_GAD*.nii.gz", "t2": "*_T2_AX_*.nii.gz", "flair": "*FLAIR*.nii.gz"}
 PYRADIOMICS = SHARED_DATA / "other_mri" / "pyradiomics_brain_tumor"
-MODALITIES = ("t1", "t1c", "t2", "flair")
 # (inner mm, outer mm, share of the median brain intensity): CSF, bone, scalp around the brain.
 HEAD_SHELLS = ((0.0, 3.0, 0.15), (3.0, 8.0, 0.05), (8.0, 14.0, 1.4))
 

@@ -31,6 +31,7 @@ from braintumorseg.brain_extraction import BrainExtractionSettings
 from braintumorseg.images import read_image
 from braintumorseg.labels import REGIONS, from_internal, internal_from_regions, regions_from_internal, to_internal
 from braintumorseg.metrics import region_scores
+from braintumorseg.modalities import MODALITIES
 from braintumorseg.modelcard import ModelCard
 from braintumorseg.output_paths import write_text_atomic
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
@@ -43,7 +44,6 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RAW_EXAM = SHARED_DATA / "clinical_raw" / "TCGA-FG-6692_raw_native"
 RAW_PATTERNS = {"t1": "T1_AX_*_t1.nii.gz", "t1c": "*POST_GAD*_t1c.nii.gz", "t2": "*_T2_AX_*_t2.nii.gz",
                 "flair": "*FLAIR*_fla.nii.gz"}
-MODALITIES = ("t1", "t1c", "t2", "flair")
 
 
 def raw_exam_files(folder: Path = RAW_EXAM) -> dict[str, Path]:

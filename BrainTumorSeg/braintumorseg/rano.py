@@ -114,14 +114,6 @@ def perpendicular_diameter(pixels: np.ndarray, corners: np.ndarray, spacing_ij: 
     return offset * u + first * v, offset * u + last * v
 
 
-def slice_diameters(mask: np.ndarray, spacing_ij: tuple[float, float]) -> SliceDiameters:
-    """The longest diameter of a 2D mask (rows j, columns i) and the longest one perpendicular to it, in mm."""
-    pixels = boundary_pixels(mask)
-    corners = pixel_corners(pixels, spacing_ij)
-    start, end = longest_diameter(corners)
-    return SliceDiameters((start, end), perpendicular_diameter(pixels, corners, spacing_ij, end - start))
-
-
 def plane_of(image: sitk.Image) -> str:
     """The anatomical plane closest to the image's slices (those of constant third index)."""
     normal = np.array(image.GetDirection()).reshape(3, 3)[:, 2]
