@@ -21,11 +21,15 @@ from BrainTumorSegLib.display import clear_probability_overlays, is_probability_
 from BrainTumorSegLib.logic import SegmentationFailed, SegmentationLogic, SegmentationResult, input_problems
 from BrainTumorSegLib.panel_state import button_state, progress_percent, sequence_notes, stage_summary, status_text
 from BrainTumorSegLib.rano_markups import lines_needing_confirmation, observe_lines
+from BrainTumorSegLib.response import compare_segmentations, default_pair, findings_from_panel, problems, save_report
 from BrainTumorSegLib.runner import InProcessRunner, ProcessRunner, RunState
 from BrainTumorSegLib.sample_data import sample_data_source
 from BrainTumorSegLib.segments import needs_confirmation
+from braintumorseg.errors import InputError
 from braintumorseg.labels import VOLUME_KEYS
 from braintumorseg.modalities import MODALITIES
+from braintumorseg.rano_response import CLINICAL_STATUS, CONFIRMATION, NOT_ENTERED, STEROIDS
+from braintumorseg.rano_results import CRITERIA
 from braintumorseg.resources import DEFAULT_MODEL, model_cards, sample_case
 from braintumorseg.settings import DEFAULTS, RunSettings, choices, value_range
 
@@ -102,6 +106,13 @@ class BrainTumorSegParameterNode:
     minimumClusterMl: Annotated[float, WithinRange(*value_range("min_cluster_ml"))] = DEFAULTS.min_cluster_ml
     probabilityMap: bool = False
     show3D: bool = False
+    baselineSegmentation: slicer.vtkMRMLSegmentationNode
+    followUpSegmentation: slicer.vtkMRMLSegmentationNode
+    ranoCriteria: Annotated[str, Choice(tuple(CRITERIA))] = "2.0"
+    steroids: Annotated[str, Choice(STEROIDS)] = NOT_ENTERED
+    clinicalStatus: Annotated[str, Choice(CLINICAL_STATUS)] = NOT_ENTERED
+    weeksSinceRadiotherapy: Annotated[float, WithinRange(-1.0, 999.0)] = -1.0  # -1: not entered
+    confirmation: Annotated[str, Choice(CONFIRMATION)] = NOT_ENTERED
 
 
 #
@@ -120,6 +131,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._job = None
         self._lastSegmentation = None
         self._lineObservers = []  # (line markup, observer tag): the RANO lines whose moves update the table
+        self._comparison = None  # the last comparison of two studies (response.StudyComparison)
         self._cancelling = False
         self._userCleared = set()
         self._outcome, self._outcomeInputs = "", None  # the last run's message, and the inputs it was for
@@ -149,6 +161,8 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                lambda node, m=modality: self.onInputChanged(m, node))
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.show3DCheckBox.connect("toggled(bool)", self.onShow3D)
+        self.ui.compareButton.connect("clicked(bool)", self.onCompare)
+        self.ui.saveReportButton.connect("clicked(bool)", self.onSaveReport)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -179,6 +193,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         self.autofillInputs()
+        self.fillStudies()
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -253,6 +268,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             notes = [] if problems or not self._parameterNode else sequence_notes(
                 self.logic.modelPath(self._parameterNode.model), [m for m, node in self.inputs().items() if node])
             self.ui.statusLabel.text = status_text(problems, running=False, notes=notes, outcome=self._outcome)
+        self.updateResponse()
 
     def inputIds(self) -> dict:
         return {m: node.GetID() if node else None for m, node in self.inputs().items()}
@@ -342,6 +358,9 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._lineObservers = observe_lines(slicer.mrmlScene, result.segmentation)  # a moved end updates the table
         self.ui.resultsTableView.setMRMLTableNode(result.table)
         self.ui.resultsTableView.visible = True
+        self.ui.ranoTableView.setMRMLTableNode(result.rano_table)
+        self.ui.ranoTableView.visible = result.rano_table is not None
+        self.fillStudies()
         show_in_3d(result.segmentation, self._parameterNode.show3D)
         clear_probability_overlays(slicer.mrmlScene)
         if result.probability is not None:
@@ -350,6 +369,60 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if result.warnings:
             text += " " + " ".join(result.warnings)
         self.showOutcome(text)
+
+    # -- response assessment: two studies
+
+    def fillStudies(self) -> None:
+        """Offer the older and the newer BrainTumorSeg segmentations while the reader has chosen neither."""
+        p = self._parameterNode
+        if p and p.baselineSegmentation is None and p.followUpSegmentation is None:
+            baseline, followUp = default_pair(slicer.mrmlScene)
+            if baseline is not None:
+                p.baselineSegmentation, p.followUpSegmentation = baseline, followUp
+
+    def findings(self):
+        p = self._parameterNode
+        return findings_from_panel(p.steroids, p.clinicalStatus, p.weeksSinceRadiotherapy, p.confirmation)
+
+    def updateResponse(self) -> None:
+        """Enable Compare for two comparable studies; a shown comparison follows the reader's findings."""
+        p = self._parameterNode
+        if not p:
+            return
+        found = problems(p.baselineSegmentation, p.followUpSegmentation)
+        self.ui.compareButton.enabled = not found and self._job is None
+        self.ui.compareButton.toolTip = found[0] if found else _("Register the follow-up onto the baseline, match "
+                                                                 "the lesions and give the changes and the category.")
+        if self._comparison is not None:
+            self._comparison.reassess(self.findings())
+            self.ui.compareResultLabel.text = self._comparison.text()
+
+    def onCompare(self) -> None:
+        p = self._parameterNode
+        self._comparison = None
+        self.ui.saveReportButton.enabled = False
+        with slicer.util.tryWithErrorDisplay(_("Failed to compare the studies."), waitCursor=True):
+            try:
+                self._comparison = compare_segmentations(p.baselineSegmentation, p.followUpSegmentation,
+                                                         self.findings(), p.ranoCriteria)
+            except InputError as error:
+                self.ui.compareResultLabel.text = str(error)
+                return
+            self.ui.compareResultLabel.text = self._comparison.text()
+            self.ui.saveReportButton.enabled = True
+
+    def onSaveReport(self) -> None:
+        path = qt.QFileDialog.getSaveFileName(self.parent, _("Save the comparison report"), "",
+                                              _("HTML report (*.html)"))
+        if not path or self._comparison is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to save the report."), waitCursor=True):
+            try:
+                saved = save_report(self._comparison, path)
+            except InputError as error:
+                slicer.util.errorDisplay(str(error))
+                return
+            self.ui.compareResultLabel.text = self._comparison.text() + "\n" + _("Saved {name}.").format(name=saved)
 
     def removeLineObservers(self) -> None:
         for line, tag in self._lineObservers:

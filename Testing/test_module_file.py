@@ -60,6 +60,25 @@ def test_ui_parameter_names_match_the_parameter_node():
                for prop in widget.findall("property") if prop.get("name") == "SlicerParameterName")
 
 
+def test_bound_combo_boxes_list_the_engines_choices():
+    """A combo box shows the values its parameter's Choice allows, in the engine's order (settings.py, RANO)."""
+    from braintumorseg.rano_response import CLINICAL_STATUS, CONFIRMATION, STEROIDS
+    from braintumorseg.rano_results import CRITERIA
+    from braintumorseg.settings import choices
+    expected = {"registerMode": choices("register"), "skullStrip": choices("skull_strip"),
+                "device": choices("device"), "ranoCriteria": tuple(CRITERIA), "steroids": STEROIDS,
+                "clinicalStatus": CLINICAL_STATUS, "confirmation": CONFIRMATION}
+    found = {}
+    for widget in ui_widgets().values():
+        parameter = next((p.find("string").text for p in widget.findall("property")
+                          if p.get("name") == "SlicerParameterName"), None)
+        if widget.get("class") == "QComboBox" and parameter:
+            found[parameter] = tuple(item.find("property/string").text for item in widget.findall("item"))
+    assert set(found) >= set(expected) - {"device"}
+    for parameter, items in found.items():
+        assert items == tuple(expected[parameter]), parameter
+
+
 def cmake_list(text: str, variable: str) -> list[str]:
     body = re.search(rf"set\({variable}\s+(.*?)\)", text, re.S).group(1)
     return body.split()

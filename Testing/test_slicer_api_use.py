@@ -65,6 +65,8 @@ CHECKED_NAMES: dict[str, frozenset[str]] = {name: frozenset(keywords) for name, 
     # forceComputationBackend=None, torchVersionRequirement=None, torchvisionVersionRequirement=None)
     "PyTorchUtils.PyTorchUtilsLogic": (),
     "PyTorchUtils.PyTorchUtilsLogic().installTorch": ("askConfirmation", "torchVersionRequirement"),
+    # Qt 5.15 QFileDialog: static getSaveFileName(parent, caption, dir, filter) (PythonQt returns the path, a str)
+    "qt.QFileDialog.getSaveFileName": (),
     # Qt 5.15 QTimer; VTK 9 (Slicer's VTK 9.5 / 9.6 forks) vtkCommand, vtkmodules.util.misc.calldata_type
     "qt.QTimer": (),
     "qt.QTimer.singleShot": (),

@@ -166,7 +166,8 @@ def lesion_rows(segmentation_node) -> list[dict]:
                      ("measurable" if lesion.measurable else "non-measurable"),
                      "longest": lengths["longest"], "perpendicular": lengths["perpendicular"],
                      "product": round(lengths["longest"] * lengths["perpendicular"], 2), "slice": lesion.slice,
-                     "enhancing_ml": lesion.volume_ml, "note": "; ".join(notes), "target": lesion.target})
+                     "enhancing_ml": lesion.volume_ml, "note": "; ".join(notes), "target": lesion.target,
+                     "edited": bool(edited)})
     return rows
 
 

@@ -27,6 +27,7 @@ from .output_paths import check_output_folder, check_output_path, check_outputs_
 from .pipeline import CancelToken, Pipeline, SegmentationReport
 from .progress import JsonProgress, ProgressBar
 from .protocol import EXIT_CANCELLED, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, PROG, error_line
+from .rano_response import CLINICAL_STATUS, CONFIRMATION, NOT_ENTERED, STEROIDS, ClinicalFindings
 from .run_summary import processing_summary
 from .settings import CohortSettings, RunSettings, add_arguments
 
@@ -136,6 +137,15 @@ def add_response_commands(commands, common: argparse.ArgumentParser) -> None:
                          help="the exams are already aligned: match lesions without registration")
     compare.add_argument("--match-margin-mm", type=float, default=5.0, metavar="MM",
                          help="a follow-up lesion this close to a baseline lesion matches it (default %(default)s)")
+    reader = compare.add_argument_group("the reader's findings (the clinical parts of the criteria; docs/rano.md)")
+    reader.add_argument("--steroids", choices=STEROIDS, default=NOT_ENTERED,
+                        help="corticosteroid dose at the follow-up against the baseline")
+    reader.add_argument("--clinical-status", choices=CLINICAL_STATUS, default=NOT_ENTERED,
+                        help="worse: clinical deterioration not attributable to other causes")
+    reader.add_argument("--weeks-since-radiotherapy", type=float, metavar="W",
+                        help="weeks from the end of radiotherapy to the follow-up (pseudoprogression window)")
+    reader.add_argument("--confirmation", choices=CONFIRMATION, default=NOT_ENTERED,
+                        help="whether a repeat scan at least 4 weeks later confirmed the category")
     compare.set_defaults(handler=command_compare)
 
 
@@ -414,6 +424,9 @@ def command_compare(args: argparse.Namespace) -> int:
     from .rano_results import CRITERIA
     if not args.match_margin_mm >= 0:
         raise InputError(f"--match-margin-mm must be 0 or more (got {args.match_margin_mm:g}).")
+    findings = ClinicalFindings(args.steroids, args.clinical_status, args.weeks_since_radiotherapy, args.confirmation)
+    if findings.problems():  # the choices are checked by argparse: only the weeks can be wrong here
+        raise InputError(f"--weeks-since-radiotherapy must be 0 or more (got {args.weeks_since_radiotherapy:g}).")
     output = check_output_path(args.output, "comparison file") if args.output else None
     html = check_output_path(args.html, "HTML report", (".html", ".htm")) if args.html else None
     inputs = {"--baseline": args.baseline, "--follow-up": args.follow_up, "--baseline-image": args.baseline_image,
@@ -423,7 +436,7 @@ def command_compare(args: argparse.Namespace) -> int:
     follow_up = _exam(args.follow_up, args.follow_up_image, args.convention, "follow-up", "--follow-up-image")
     settings = CompareSettings(register=not args.no_register, match_margin_mm=args.match_margin_mm,
                                criteria=CRITERIA[args.criteria])
-    comparison = compare_exams(baseline, follow_up, settings)
+    comparison = compare_exams(baseline, follow_up, settings, findings)
     if output:
         write_text_atomic(json.dumps(comparison.to_dict(), indent=2) + "\n", output)
     if html:

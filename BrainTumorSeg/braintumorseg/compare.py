@@ -23,12 +23,10 @@ from .errors import InputError
 from .images import check_file, read_image, same_grid
 from .metrics import read_label_map
 from .rano import measure_with_map
-from .rano_results import DISCLAIMER, RANO_2_0, RanoCriteria, RanoMeasurement
+from .rano_results import (COMPLETE, DISCLAIMER, NOT_EVALUABLE, PARTIAL, PROGRESSION, RANO_2_0, STABLE, RanoCriteria,
+                           RanoMeasurement)
+from .rano_response import ClinicalFindings, Response, overall_response
 from .registration import RegistrationSettings, register_rigid
-
-COMPLETE, PARTIAL, STABLE, PROGRESSION = ("complete response", "partial response", "stable disease",
-                                          "progressive disease")
-NOT_EVALUABLE = "not evaluable"
 
 
 @dataclass
@@ -88,6 +86,8 @@ class Comparison:
     bidimensional: Category = field(default_factory=lambda: Category(NOT_EVALUABLE, ""))
     volumetric: Category = field(default_factory=lambda: Category(NOT_EVALUABLE, ""))
     registration: dict = field(default_factory=dict)
+    findings: ClinicalFindings = ClinicalFindings()  # the reader's: corticosteroids, clinical status, ...
+    responses: dict[str, Response] = field(default_factory=dict)  # rule → the response with the reader's findings
     seconds: float = 0.0
     note: str = DISCLAIMER
 
@@ -222,11 +222,16 @@ def percent_change(before: float, after: float) -> float | None:
     return None if before <= 0 else round(100.0 * (after - before) / before, 2)
 
 
-def compare_exams(baseline: Exam, follow_up: Exam, settings: CompareSettings = CompareSettings()) -> Comparison:
-    """Measure both exams, register, match lesions, and give the changes and the two categories."""
+def compare_exams(baseline: Exam, follow_up: Exam, settings: CompareSettings = CompareSettings(),
+                  findings: ClinicalFindings = ClinicalFindings(),
+                  corrections: tuple[dict[int, float], dict[int, float]] = ({}, {})) -> Comparison:
+    """Measure both exams, register, match lesions, and give the changes, the two imaging categories and the
+    responses they support with the reader's findings. `corrections` hold the products (mm², by lesion id) the
+    reader measured on each exam; they replace the engine's."""
     start = time.perf_counter()
     before, before_map = measure_with_map(baseline.classes, baseline.labels, settings.criteria)
     after, after_map = measure_with_map(follow_up.classes, follow_up.labels, settings.criteria)
+    before, after = before.with_products(corrections[0]), after.with_products(corrections[1])
     transform, registration = register_follow_up(baseline, follow_up, settings)
     matches = match_lesions(before_map, after_map, transform, settings.match_margin_mm)
     comparison = Comparison(baseline.name, follow_up.name, before, after, matches, registration=registration)
@@ -249,7 +254,16 @@ def compare_exams(baseline: Exam, follow_up: Exam, settings: CompareSettings = C
     comparison.volumetric = categorize(comparison.enhancing_change_percent, before, after, progressing,
                                        settings.criteria.volume_partial_response_decrease,
                                        settings.criteria.volume_progression_increase, "enhancing volume")
+    assess(comparison, findings)
     comparison.seconds = round(time.perf_counter() - start, 2)
+    return comparison
+
+
+def assess(comparison: Comparison, findings: ClinicalFindings) -> Comparison:
+    """Set the reader's findings and the response each rule's imaging category supports with them."""
+    comparison.findings = findings
+    comparison.responses = {"bidimensional": overall_response(comparison.bidimensional.category, findings),
+                            "volumetric": overall_response(comparison.volumetric.category, findings)}
     return comparison
 
 
@@ -294,5 +308,7 @@ def comparison_lines(comparison: Comparison) -> str:
     lines.append(f"  bidimensional rule: {comparison.bidimensional.category} ({comparison.bidimensional.reason})")
     lines.append(f"  volumetric rule: {comparison.volumetric.category} ({comparison.volumetric.reason})")
     lines.append(f"  {comparison.summary()}")
+    for rule, response in comparison.responses.items():
+        lines.append(f"  with the reader's findings, {rule}: {response.summary()}")
     lines.append(f"  {comparison.note}")
     return "\n".join(lines)

@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass, field
 
 CONNECTIVITY = 26  # 3D: faces, edges and corners (scipy structure of ones 3×3×3)
 LESION_COLOURS = ("#ffd700", "#00bfff", "#ff4fa3", "#7cfc00", "#ff8c00")  # lesion 1, 2, ... (report and Slicer)
+COMPLETE, PARTIAL, STABLE, PROGRESSION = ("complete response", "partial response", "stable disease",
+                                          "progressive disease")
+NOT_EVALUABLE = "not evaluable"
 DISCLAIMER = ("Imaging measurements only: steroid dose, clinical status, confirmation scans and the "
               "pseudoprogression window are the reader's to add before a RANO category is assigned.")
 
@@ -90,6 +93,17 @@ class RanoMeasurement:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def with_products(self, products: dict[int, float]) -> "RanoMeasurement":
+        """A copy with the products of some lesions replaced (the reader's lines) and the sum of the targets'
+        products made again; the diameters stay the engine's."""
+        if not products:
+            return self
+        copy = RanoMeasurement.from_dict(self.to_dict())
+        for lesion in copy.lesions:
+            lesion.product_mm2 = round(float(products.get(lesion.id, lesion.product_mm2)), 2)
+        copy.sum_of_products_mm2 = round(sum(l.product_mm2 for l in copy.lesions if l.target), 2)
+        return copy
 
     @classmethod
     def from_dict(cls, data: dict) -> "RanoMeasurement":
