@@ -70,6 +70,9 @@ def test_shrunk_and_grown_by_known_factors(baseline, in_plane, through_plane, bi
     assert comparison.agree == (bidimensional == volumetric)
     if not comparison.agree:
         assert "both are shown" in comparison.summary()
+        lines = comparison_lines(comparison)  # nothing entered: each rule's provisional response on its own line
+        assert f"Response with the reader's findings, bidimensional rule: Provisional {bidimensional}" in lines
+        assert f"Response with the reader's findings, volumetric rule: Provisional {volumetric}" in lines
     assert [m.kind for m in comparison.matches] == ["matched"]
 
 

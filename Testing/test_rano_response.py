@@ -63,6 +63,6 @@ def test_the_command_line_takes_the_readers_findings(sample, tmp_path, capsys):
     assert not document["responses"]["bidimensional"]["provisional"]
     assert "weeks since radiotherapy 20.0" in report.read_text() and "Stable disease." in report.read_text()
     assert main(arguments) == 0
-    assert "with the reader's findings, volumetric: Stable disease." in capsys.readouterr().out
+    assert "Response with the reader's findings (both rules): Stable disease." in capsys.readouterr().out
     assert main(arguments + ["--weeks-since-radiotherapy", "-1"]) == 2
     assert capsys.readouterr().err.strip().endswith("--weeks-since-radiotherapy must be 0 or more (got -1).")

@@ -71,9 +71,9 @@ def test_the_same_study_is_stable_with_no_change(studies):
     assert comparison.bidimensional.category == comparison.volumetric.category == STABLE
     assert comparison.responses["bidimensional"].category == STABLE
     assert not comparison.responses["bidimensional"].provisional
-    assert "with the reader's findings, bidimensional: Stable disease." in result.text()
+    assert "Response with the reader's findings (both rules): Stable disease." in result.text()
     result.reassess(ClinicalFindings("none", "worse"))
-    assert "bidimensional: Progressive disease (clinical deterioration" in result.text()
+    assert "(both rules): Progressive disease (clinical deterioration" in result.text()
 
 
 def test_a_new_lesion_is_progression_and_the_report_is_written(studies, tmp_path):

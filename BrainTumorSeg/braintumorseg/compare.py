@@ -308,7 +308,10 @@ def comparison_lines(comparison: Comparison) -> str:
     lines.append(f"  bidimensional rule: {comparison.bidimensional.category} ({comparison.bidimensional.reason})")
     lines.append(f"  volumetric rule: {comparison.volumetric.category} ({comparison.volumetric.reason})")
     lines.append(f"  {comparison.summary()}")
-    for rule, response in comparison.responses.items():
-        lines.append(f"  with the reader's findings, {rule}: {response.summary()}")
+    summaries = {rule: response.summary() for rule, response in comparison.responses.items()}
+    if len(set(summaries.values())) == 1:
+        lines.append(f"  Response with the reader's findings (both rules): {next(iter(summaries.values()))}")
+    else:
+        lines += [f"  Response with the reader's findings, {rule} rule: {text}" for rule, text in summaries.items()]
     lines.append(f"  {comparison.note}")
     return "\n".join(lines)
