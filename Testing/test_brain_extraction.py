@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 
 import numpy as np
 import pytest
@@ -16,13 +15,12 @@ from braintumorseg.labels import to_internal
 from braintumorseg.metrics import dice, read_label_map, region_scores
 from braintumorseg.modelcard import ModelCard
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
+from training.native_exam import RAW_EXAM, raw_exam_files
 from braintumorseg.preprocessing import NOT_SKULL_STRIPPED, PreprocessSettings, Preprocessor, foreground_mask
 from braintumorseg.resources import default_model_card
-from conftest import SHARED_DATA
 from training.brain_extraction_benchmark import sample_to_scanner, with_head
 
 MODALITIES = ("t1", "t1c", "t2", "flair")
-RAW_CASE = SHARED_DATA / "clinical_raw" / "TCGA-FG-6692_raw_native"
 TEMPLATE = PreprocessSettings(bias_correction=False, brain_extraction=BrainExtractionSettings(method="template"))
 
 
@@ -106,12 +104,10 @@ def test_segmenting_a_head_strips_its_skull(heads, tmp_path, capsys):
     assert scores["WT"]["dice"] >= 0.80 and scores["TC"]["dice"] >= 0.80
 
 
-@pytest.mark.skipif(not RAW_CASE.is_dir(), reason=f"real data absent: {RAW_CASE} (see ../shared/data/PROVENANCE.md)")
+@pytest.mark.skipif(not RAW_EXAM.is_dir(), reason=f"real data absent: {RAW_EXAM} (see ../shared/data/PROVENANCE.md)")
 def test_scanner_native_case_is_segmented_after_skull_stripping(sample):
     """The sample patient as acquired (skull on, 5.5 mm slices, series not aligned) against its consensus label."""
-    raw = {m: str(next(iter(glob.glob(str(RAW_CASE / pattern)))))
-           for m, pattern in (("t1", "T1_AX_*_t1.nii.gz"), ("t1c", "*POST_GAD*.nii.gz"),
-                              ("t2", "*_T2_AX_*.nii.gz"), ("flair", "*FLAIR*.nii.gz"))}
+    raw = {m: str(path) for m, path in raw_exam_files().items()}
     t1c = sitk.ReadImage(raw["t1c"], sitk.sitkFloat32)
     stripped = sitk.ReadImage(str(sample["t1c"]), sitk.sitkFloat32)
     raw_to_sample = sample_to_scanner(t1c, stripped).GetInverse()

@@ -17,7 +17,6 @@ Each method runs on the T1 (as the engine does when one is given), else the firs
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import sys
 import time
@@ -35,9 +34,8 @@ from braintumorseg.preprocessing import TEMPLATE_LIKE, Preprocessor, PreprocessS
 from braintumorseg.registration import mutual_information_registration
 from braintumorseg.resources import sample_case
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-RAW_EXAM = SHARED_DATA / "clinical_raw" / "TCGA-FG-6692_raw_native"
-RAW_FILES = {"t1": "T1_AX_*_t1.nii.gz", "t1c": "*POST_GAD*.nii.gz", "t2": "*_T2_AX_*.nii.gz", "flair": "*FLAIR*.nii.gz"}
+from .native_exam import RAW_EXAM, SHARED_DATA, raw_exam_files
+
 PYRADIOMICS = SHARED_DATA / "other_mri" / "pyradiomics_brain_tumor"
 # (inner mm, outer mm, share of the median brain intensity): CSF, bone, scalp around the brain.
 HEAD_SHELLS = ((0.0, 3.0, 0.15), (3.0, 8.0, 0.05), (8.0, 14.0, 1.4))
@@ -55,7 +53,7 @@ def sample_to_scanner(scanner: sitk.Image, stripped: sitk.Image) -> sitk.Transfo
 def raw_exam_case() -> dict:
     """The raw exam on its T1Gd grid (sequences registered), with the sample's brain and tumour carried back."""
     sample = sample_case()
-    files = {m: next(iter(glob.glob(str(RAW_EXAM / pattern)))) for m, pattern in RAW_FILES.items()}
+    files = {m: str(path) for m, path in raw_exam_files().items()}
     images = {m: sitk.ReadImage(p, sitk.sitkFloat32) for m, p in files.items()}
     grid, arrays, _ = Preprocessor(PreprocessSettings(register=True)).align(images)
     stripped = sitk.ReadImage(str(sample["t1c"]), sitk.sitkFloat32)

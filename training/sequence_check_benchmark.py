@@ -17,7 +17,6 @@ pairwise swap of the flags.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -38,11 +37,10 @@ from braintumorseg.resources import default_model_card, sample_case
 from braintumorseg.sequence_check import (CONTRAST_MODEL, FEATURES, ContrastModel, SequenceChecker,
                                           contrast_features, most_likely_assignment, name_problems, sampled)
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from .native_exam import RAW_EXAM, SHARED_DATA, raw_exam_files
+
 ROOTS = (SHARED_DATA / "brats2018", Path("/work/runs/brats-more"))
 EXTRA = (SHARED_DATA / "unlabeled_4modal", SHARED_DATA / "pseudo_4modal")
-RAW_EXAM = SHARED_DATA / "clinical_raw" / "TCGA-FG-6692_raw_native"
-RAW_FILES = {"t1": "T1_AX_*_t1.nii.gz", "t1c": "*POST_GAD*.nii.gz", "t2": "*_T2_AX_*.nii.gz", "flair": "*FLAIR*.nii.gz"}
 SWAPS = tuple(combinations(MODALITIES, 2))
 
 
@@ -108,10 +106,6 @@ def calibrate(train: dict[str, dict[str, np.ndarray]]) -> ContrastModel:
     print(f"calibrated on {len(train)} training cases; leave-one-out worst gain of a correct case {worst:.2f}, "
           f"margin {model.margin}")
     return model
-
-
-def raw_exam_files() -> dict[str, str]:
-    return {m: next(iter(glob.glob(str(RAW_EXAM / pattern)))) for m, pattern in RAW_FILES.items()}
 
 
 def name_check_rate(cases: dict[str, dict[str, Path]]) -> tuple[int, int, int]:
