@@ -21,14 +21,16 @@ from BrainTumorSegLib.display import clear_probability_overlays, is_probability_
 from BrainTumorSegLib.logic import SegmentationFailed, SegmentationLogic, SegmentationResult, input_problems
 from BrainTumorSegLib.panel_state import button_state, progress_percent, sequence_notes, stage_summary, status_text
 from BrainTumorSegLib.rano_markups import lines_needing_confirmation, observe_lines
-from BrainTumorSegLib.response import compare_segmentations, default_pair, findings_from_panel, problems, save_report
+from BrainTumorSegLib.response import (compare_segmentations, default_pair, findings_from_panel,
+                                       problems as comparison_problems, save_report)
 from BrainTumorSegLib.runner import InProcessRunner, ProcessRunner, RunState
 from BrainTumorSegLib.sample_data import sample_data_source
 from BrainTumorSegLib.segments import needs_confirmation
 from braintumorseg.errors import InputError
 from braintumorseg.labels import VOLUME_KEYS
 from braintumorseg.modalities import MODALITIES
-from braintumorseg.rano_response import CLINICAL_STATUS, CONFIRMATION, NOT_ENTERED, STEROIDS
+from braintumorseg.rano_response import (CLINICAL_STATUS, CONFIRMATION, MAX_WEEKS, NOT_ENTERED, NOT_ENTERED_WEEKS,
+                                         STEROIDS)
 from braintumorseg.rano_results import CRITERIA
 from braintumorseg.resources import DEFAULT_MODEL, model_cards, sample_case
 from braintumorseg.settings import DEFAULTS, RunSettings, choices, value_range
@@ -111,7 +113,7 @@ class BrainTumorSegParameterNode:
     ranoCriteria: Annotated[str, Choice(tuple(CRITERIA))] = "2.0"
     steroids: Annotated[str, Choice(STEROIDS)] = NOT_ENTERED
     clinicalStatus: Annotated[str, Choice(CLINICAL_STATUS)] = NOT_ENTERED
-    weeksSinceRadiotherapy: Annotated[float, WithinRange(-1.0, 999.0)] = -1.0  # -1: not entered
+    weeksSinceRadiotherapy: Annotated[float, WithinRange(NOT_ENTERED_WEEKS, MAX_WEEKS)] = NOT_ENTERED_WEEKS
     confirmation: Annotated[str, Choice(CONFIRMATION)] = NOT_ENTERED
 
 
@@ -184,6 +186,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         if self._job is not None:
             self.onCancel()
+        self.clearComparison()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -389,18 +392,25 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if not p:
             return
-        found = problems(p.baselineSegmentation, p.followUpSegmentation)
+        found = comparison_problems(p.baselineSegmentation, p.followUpSegmentation)
         self.ui.compareButton.enabled = not found and self._job is None
         self.ui.compareButton.toolTip = found[0] if found else _("Register the follow-up onto the baseline, match "
                                                                  "the lesions and give the changes and the category.")
+        if self._comparison is not None and not self._comparison.is_for(p.baselineSegmentation,
+                                                                         p.followUpSegmentation, p.ranoCriteria):
+            self.clearComparison()  # the pair or the criteria changed: the shown comparison no longer applies
         if self._comparison is not None:
             self._comparison.reassess(self.findings())
             self.ui.compareResultLabel.text = self._comparison.text()
 
+    def clearComparison(self) -> None:
+        self._comparison = None
+        self.ui.compareResultLabel.text = ""
+        self.ui.saveReportButton.enabled = False
+
     def onCompare(self) -> None:
         p = self._parameterNode
-        self._comparison = None
-        self.ui.saveReportButton.enabled = False
+        self.clearComparison()
         with slicer.util.tryWithErrorDisplay(_("Failed to compare the studies."), waitCursor=True):
             try:
                 self._comparison = compare_segmentations(p.baselineSegmentation, p.followUpSegmentation,
@@ -417,6 +427,8 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not path or self._comparison is None:
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to save the report."), waitCursor=True):
+            if not self.logic.ensureDependencies(ask=True, requirements=dependencies.REPORT_REQUIREMENTS):
+                return
             try:
                 saved = save_report(self._comparison, path)
             except InputError as error:
@@ -461,9 +473,10 @@ class BrainTumorSegLogic(ScriptedLoadableModuleLogic, SegmentationLogic):
         cards = model_cards()
         return cards.get(name, cards.get(DEFAULT_MODEL, MODULE_DIR / "Resources" / "Models" / name / "model.json"))
 
-    def ensureDependencies(self, ask: bool = True) -> bool:
-        """Install missing Python packages after the user agrees; False when declined."""
-        missing = dependencies.missing(dependencies.read_requirements())
+    def ensureDependencies(self, ask: bool = True, requirements: Path = dependencies.REQUIREMENTS) -> bool:
+        """Install missing Python packages (the engine's, or those of `requirements`) after the user agrees;
+        False when declined."""
+        missing = dependencies.missing(dependencies.read_requirements(requirements))
         if not missing:
             return True
         if ask and not slicer.util.confirmOkCancelDisplay(dependencies.install_question(missing)):
@@ -474,7 +487,7 @@ class BrainTumorSegLogic(ScriptedLoadableModuleLogic, SegmentationLogic):
         others = [str(r) for r in missing if r.name != "torch"]
         if others:
             slicer.util.pip_install(others)
-        still = dependencies.missing(dependencies.read_requirements())
+        still = dependencies.missing(dependencies.read_requirements(requirements))
         if still:
             raise RuntimeError(f"These packages could not be installed: {', '.join(r.name for r in still)}. "
                                "Check the internet connection and try again.")

@@ -8,7 +8,8 @@ from importlib import metadata
 
 from packaging.requirements import Requirement
 
-from BrainTumorSegLib.dependencies import DECLINED, install_question, missing, read_requirements, self_test_skip_reason
+from BrainTumorSegLib.dependencies import (DECLINED, REPORT_REQUIREMENTS, install_question, missing, read_requirements,
+                                          self_test_skip_reason)
 
 from conftest import ROOT
 
@@ -35,6 +36,14 @@ def test_the_slicer_requirements_are_the_projects_dependencies():
     assert set(slicer) == set(declared) - SHIPPED_BY_SLICER
     for name, requirement in slicer.items():
         assert requirement.specifier == declared[name].specifier, name
+
+
+def test_the_reports_requirements_are_the_report_extra():
+    """The panel installs the report's packages on first use: the same list as pyproject's "report" extra."""
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["report"]
+    assert sorted(map(str, read_requirements(REPORT_REQUIREMENTS))) == sorted(str(Requirement(r)) for r in extra)
+    question = install_question(read_requirements(REPORT_REQUIREMENTS))
+    assert "matplotlib>=3.5" in question and "a few tens of MB" in question and "GB" not in question
 
 
 def test_the_self_test_reason_names_each_unmet_requirement_in_one_sentence():

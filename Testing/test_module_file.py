@@ -79,6 +79,15 @@ def test_bound_combo_boxes_list_the_engines_choices():
         assert items == tuple(expected[parameter]), parameter
 
 
+def test_the_weeks_spin_box_spans_the_engines_range():
+    """Its minimum is the engine's "not entered" (shown as such), its maximum the engine's limit."""
+    from braintumorseg.rano_response import MAX_WEEKS, NOT_ENTERED, NOT_ENTERED_WEEKS
+    widget = ui_widgets()["weeksSpinBox"]
+    values = {p.get("name"): p[0].text for p in widget.findall("property")}
+    assert float(values["minimum"]) == float(values["value"]) == NOT_ENTERED_WEEKS
+    assert float(values["maximum"]) == MAX_WEEKS and values["specialValueText"] == NOT_ENTERED
+
+
 def cmake_list(text: str, variable: str) -> list[str]:
     body = re.search(rf"set\({variable}\s+(.*?)\)", text, re.S).group(1)
     return body.split()

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 
-from BrainTumorSegLib.rano_markups import line_points, rano_lines, write_rano  # noqa: E402
+from BrainTumorSegLib.rano_markups import RANO_ATTRIBUTE, line_points, rano_lines, write_rano  # noqa: E402
 from BrainTumorSegLib.response import (compare_segmentations, default_pair, exam_of,  # noqa: E402
                                        findings_from_panel, problems, save_report)
 from BrainTumorSegLib.segments import SEGMENT_IDS, write_segmentation  # noqa: E402
@@ -18,11 +18,11 @@ from braintumorseg.errors import InputError  # noqa: E402
 from braintumorseg.labels import ET, SEGMENT_CONVENTION, from_internal  # noqa: E402
 from braintumorseg.metrics import read_label_map  # noqa: E402
 from braintumorseg.rano import measure_lesions  # noqa: E402
-from braintumorseg.rano_response import NOT_ENTERED, ClinicalFindings  # noqa: E402
+from braintumorseg.rano_response import NONE_OR_PHYSIOLOGICAL, NOT_ENTERED, ClinicalFindings  # noqa: E402
 from braintumorseg.rano_results import PROGRESSION, STABLE  # noqa: E402
 from slicer_scene import load_volume, new_scene  # noqa: E402
 
-READER = ClinicalFindings("none", "stable", 30.0, NOT_ENTERED)
+READER = ClinicalFindings(NONE_OR_PHYSIOLOGICAL, "stable", 30.0, NOT_ENTERED)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_the_same_study_is_stable_with_no_change(studies):
     assert comparison.responses["bidimensional"].category == STABLE
     assert not comparison.responses["bidimensional"].provisional
     assert "Response with the reader's findings (both rules): Stable disease." in result.text()
-    result.reassess(ClinicalFindings("none", "worse"))
+    result.reassess(ClinicalFindings(NONE_OR_PHYSIOLOGICAL, "worse"))
     assert "(both rules): Progressive disease (clinical deterioration" in result.text()
 
 
@@ -83,7 +83,7 @@ def test_a_new_lesion_is_progression_and_the_report_is_written(studies, tmp_path
     report = save_report(result, tmp_path / "comparison.html")
     text = report.read_text()
     assert "RANO comparison: baseline tumor segmentation → follow-up tumor segmentation" in text
-    assert "corticosteroids none" in text and text.count("data:image/png;base64,") >= 2
+    assert "corticosteroids none or physiological" in text and text.count("data:image/png;base64,") >= 2
     with pytest.raises(InputError, match="HTML report"):
         save_report(result, tmp_path / "comparison.pdf")
 
@@ -119,6 +119,26 @@ def test_the_older_study_is_offered_as_baseline(studies):
     assert default_pair(scene) == (baseline, same)
 
 
+def test_one_segmentation_per_study_is_offered_and_a_comparison_knows_what_it_was_for(studies, sample, tmp_path):
+    scene, baseline, same, follow_up = studies
+    volume = follow_up.GetNodeReference(follow_up.GetReferenceImageGeometryReferenceRole())
+    again = write_segmentation(scene, _labelmap(scene, follow_up), volume, name="re-run")
+    again.SetAttribute(RANO_ATTRIBUTE, follow_up.GetAttribute(RANO_ATTRIBUTE))  # as a run writes it
+    assert default_pair(scene) == (same, again)  # the re-run replaces the follow-up's older segmentation
+    assert "were both made on 'follow-up T1Gd'" in problems(follow_up, again)[0]
+    result = compare_segmentations(baseline, same, READER, register=False)
+    assert result.is_for(baseline, same, "2.0")
+    assert not result.is_for(baseline, follow_up, "2.0") and not result.is_for(baseline, same, "2010")
+    assert save_report(result, tmp_path / "no-suffix").name == "no-suffix.html"
+
+
+def _labelmap(scene, segmentation):
+    """The segmentation's segments as a label map node (to make a second segmentation on the same volume)."""
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    slicer.vtkSlicerSegmentationsModuleLogic.ExportAllSegmentsToLabelmapNode(segmentation, labelmap)
+    return labelmap
+
+
 def test_what_keeps_two_studies_from_being_compared_is_said(studies):
     scene, baseline, _, _ = studies
     assert problems(None, baseline) == ["Select the baseline and the follow-up segmentations (both made by "
@@ -131,5 +151,5 @@ def test_what_keeps_two_studies_from_being_compared_is_said(studies):
     with pytest.raises(InputError, match="not made by BrainTumorSeg"):
         compare_segmentations(baseline, drawn, READER)
     assert findings_from_panel(NOT_ENTERED, NOT_ENTERED, -1.0, NOT_ENTERED).weeks_since_radiotherapy is None
-    assert findings_from_panel("none", "stable", 8.0, "confirmed") == ClinicalFindings("none", "stable", 8.0,
-                                                                                        "confirmed")
+    assert findings_from_panel("increased", "stable", 8.0, "confirmed") == ClinicalFindings("increased", "stable",
+                                                                                             8.0, "confirmed")

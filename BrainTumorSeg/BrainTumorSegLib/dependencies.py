@@ -9,6 +9,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 REQUIREMENTS = Path(__file__).resolve().parents[1] / "Resources" / "requirements.txt"
+REPORT_REQUIREMENTS = REQUIREMENTS.with_name("report-requirements.txt")  # Save report... (installed when first used)
 
 
 def read_requirements(path: Path = REQUIREMENTS) -> list[Requirement]:
@@ -48,9 +49,10 @@ def self_test_skip_reason(missing_requirements: list[Requirement]) -> str:
 def install_question(missing_requirements: list[Requirement]) -> str:
     """The confirmation asked before installing anything."""
     names = ", ".join(str(r) for r in missing_requirements)
+    size = ("about 1-3 GB (PyTorch is large) and can take several minutes"
+            if any(r.name == "torch" for r in missing_requirements) else "a few tens of MB")
     return (f"BrainTumorSeg needs these Python packages, which are not installed yet: {names}.\n\n"
-            "Install them now? This downloads about 1-3 GB (PyTorch is large) and can take several minutes; "
-            "Slicer may be unresponsive meanwhile.")
+            f"Install them now? This downloads {size}; Slicer may be unresponsive meanwhile.")
 
 
 DECLINED = ("The packages were not installed, so the segmentation cannot run. Click Segment again "

@@ -18,14 +18,12 @@ import slicer
 import vtk
 from braintumorseg.errors import InputError
 from braintumorseg.labels import SEGMENT_CONVENTION, SEGMENTS
-from braintumorseg.rano_response import ClinicalFindings
+from braintumorseg.rano_response import NOT_ENTERED_WEEKS, ClinicalFindings
 from braintumorseg.rano_results import CRITERIA
 
 from .rano_markups import RANO_ATTRIBUTE, lesion_rows
 from .segments import SEGMENT_IDS, holds_user_work
 from .volume_files import write_volume
-
-NOT_ENTERED_WEEKS = -1.0  # the panel's "not entered" for the weeks since radiotherapy
 
 
 @dataclass
@@ -34,6 +32,11 @@ class StudyComparison:
     baseline: object  # braintumorseg.compare.Exam
     follow_up: object
     notes: list[str]
+    key: tuple  # what was compared: comparison_key(...)
+
+    def is_for(self, baseline, follow_up, criteria: str) -> bool:
+        """True while the panel still shows the pair and the criteria this comparison was made for."""
+        return self.key == comparison_key(baseline, follow_up, criteria)
 
     def text(self) -> str:
         from braintumorseg.compare import comparison_lines
@@ -49,26 +52,36 @@ def reference_volume(segmentation_node):
     return segmentation_node.GetNodeReference(segmentation_node.GetReferenceImageGeometryReferenceRole())
 
 
+def comparison_key(baseline, follow_up, criteria: str) -> tuple:
+    return (baseline.GetID() if baseline else None, follow_up.GetID() if follow_up else None, criteria)
+
+
 def comparable(segmentation_node) -> bool:
     return (segmentation_node is not None and bool(segmentation_node.GetAttribute(RANO_ATTRIBUTE))
             and reference_volume(segmentation_node) is not None)
 
 
 def default_pair(scene) -> tuple[object, object]:
-    """The two comparable segmentations offered first: the older study's as baseline (by the study date of its
-    reference volume when the scene knows it, else by the order they were made), the newer as follow-up."""
-    nodes = [node for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode", scene) if comparable(node)]
+    """The two comparable segmentations offered first, one per study volume (the newest made on it): the older
+    study's as baseline, the newer as follow-up. Older means an earlier DICOM study date of the volume when every
+    study has one, else made earlier."""
+    newest = {}
+    for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode", scene):
+        if comparable(node):
+            newest[reference_volume(node).GetID()] = node  # the scene lists nodes in the order they were added
+    nodes = list(newest.values())
     if len(nodes) < 2:
         return None, None
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
 
     def study_date(node) -> str:
-        item = hierarchy.GetItemByDataNode(reference_volume(node)) if hierarchy else 0
+        item = hierarchy.GetItemByDataNode(reference_volume(node))
         parent = hierarchy.GetItemParent(item) if item else 0
         return hierarchy.GetItemAttribute(parent, "DICOM.StudyDate") if parent else ""
 
-    order = {node.GetID(): index for index, node in enumerate(nodes)}
-    nodes.sort(key=lambda node: (study_date(node) or "~", order[node.GetID()]))
+    dates = [study_date(node) for node in nodes]
+    if all(dates):
+        nodes = [node for _, _, node in sorted(zip(dates, range(len(nodes)), nodes))]
     return nodes[-2], nodes[-1]
 
 
@@ -83,7 +96,10 @@ def problems(baseline, follow_up) -> list[str]:
         if not node.GetAttribute(RANO_ATTRIBUTE):
             found.append(f"The {what} '{node.GetName()}' was not made by BrainTumorSeg; segment that study first.")
         elif reference_volume(node) is None:
-            found.append(f"The {what} '{node.GetName()}' has lost its T1Gd volume; load the study again.")
+            found.append(f"The {what} '{node.GetName()}' has lost the volume it was made on; load the study again.")
+    if not found and reference_volume(baseline) is reference_volume(follow_up):
+        found.append(f"The baseline and the follow-up were both made on '{reference_volume(baseline).GetName()}'; "
+                     "select the other study's segmentation.")
     return found
 
 
@@ -144,13 +160,14 @@ def compare_segmentations(baseline, follow_up, findings: ClinicalFindings, crite
         corrections.append(products)
     settings = CompareSettings(register=register, criteria=CRITERIA[criteria])
     comparison = compare_exams(exams[0], exams[1], settings, findings, tuple(corrections))
-    return StudyComparison(comparison, exams[0], exams[1], notes)
+    return StudyComparison(comparison, exams[0], exams[1], notes, comparison_key(baseline, follow_up, criteria))
 
 
 def save_report(result: StudyComparison, path: str | Path) -> Path:
     """Write the comparison's one-page HTML report (key slices, lines, lesion table, volumes, category)."""
     from braintumorseg.output_paths import check_output_path, write_text_atomic
     from braintumorseg.rano_report import comparison_report_html
-    target = check_output_path(path, "HTML report", (".html", ".htm"))
+    path = Path(path)
+    target = check_output_path(path if path.suffix else path.with_suffix(".html"), "HTML report", (".html", ".htm"))
     write_text_atomic(comparison_report_html(result.baseline, result.follow_up, result.comparison), target)
     return target

@@ -27,7 +27,8 @@ from .output_paths import check_output_folder, check_output_path, check_outputs_
 from .pipeline import CancelToken, Pipeline, SegmentationReport
 from .progress import JsonProgress, ProgressBar
 from .protocol import EXIT_CANCELLED, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, PROG, error_line
-from .rano_response import CLINICAL_STATUS, CONFIRMATION, NOT_ENTERED, STEROIDS, ClinicalFindings
+from .rano_response import (CLINICAL_STATUS, CONFIRMATION, CONFIRMATION_WEEKS, NOT_ENTERED, PSEUDOPROGRESSION_WEEKS,
+                            STEROIDS, ClinicalFindings)
 from .run_summary import processing_summary
 from .settings import CohortSettings, RunSettings, add_arguments
 
@@ -143,9 +144,11 @@ def add_response_commands(commands, common: argparse.ArgumentParser) -> None:
     reader.add_argument("--clinical-status", choices=CLINICAL_STATUS, default=NOT_ENTERED,
                         help="worse: clinical deterioration not attributable to other causes")
     reader.add_argument("--weeks-since-radiotherapy", type=float, metavar="W",
-                        help="weeks from the end of radiotherapy to the follow-up (pseudoprogression window)")
+                        help=f"weeks from the end of radiotherapy to the follow-up: within {PSEUDOPROGRESSION_WEEKS}, "
+                             "progression needs a confirmation scan (pseudoprogression)")
     reader.add_argument("--confirmation", choices=CONFIRMATION, default=NOT_ENTERED,
-                        help="whether a repeat scan at least 4 weeks later confirmed the category")
+                        help=f"whether a repeat scan at least {CONFIRMATION_WEEKS} weeks later confirmed the category "
+                             "('not confirmed': it did not)")
     compare.set_defaults(handler=command_compare)
 
 
@@ -426,7 +429,7 @@ def command_compare(args: argparse.Namespace) -> int:
         raise InputError(f"--match-margin-mm must be 0 or more (got {args.match_margin_mm:g}).")
     findings = ClinicalFindings(args.steroids, args.clinical_status, args.weeks_since_radiotherapy, args.confirmation)
     if findings.problems():  # the choices are checked by argparse: only the weeks can be wrong here
-        raise InputError(f"--weeks-since-radiotherapy must be 0 or more (got {args.weeks_since_radiotherapy:g}).")
+        raise InputError(f"--weeks-since-radiotherapy: {findings.problems()[0]}")
     output = check_output_path(args.output, "comparison file") if args.output else None
     html = check_output_path(args.html, "HTML report", (".html", ".htm")) if args.html else None
     inputs = {"--baseline": args.baseline, "--follow-up": args.follow_up, "--baseline-image": args.baseline_image,

@@ -13,10 +13,15 @@ from dataclasses import dataclass, field
 from .rano_results import COMPLETE, NOT_EVALUABLE, PARTIAL, PROGRESSION, STABLE
 
 NOT_ENTERED = "not entered"
-STEROIDS = (NOT_ENTERED, "none", "stable or decreased", "increased")  # compared with the baseline exam
+NONE_OR_PHYSIOLOGICAL = "none or physiological"
+STEROIDS = (NOT_ENTERED, NONE_OR_PHYSIOLOGICAL, "stable or decreased", "increased")  # against the baseline exam
 CLINICAL_STATUS = (NOT_ENTERED, "improved", "stable", "worse")  # "worse": deterioration not due to other causes
-CONFIRMATION = (NOT_ENTERED, "confirmed", "not confirmed")  # by a repeat scan at least 4 weeks later
-PSEUDOPROGRESSION_WEEKS = 12.0  # after the end of radiotherapy: imaging progression needs a confirmation scan
+# Whether a repeat scan at least CONFIRMATION_WEEKS later confirmed the category ("not confirmed": it did not).
+CONFIRMATION = (NOT_ENTERED, "confirmed", "not confirmed")
+CONFIRMATION_WEEKS = 4
+PSEUDOPROGRESSION_WEEKS = 12  # after the end of radiotherapy: imaging progression needs a confirmation scan
+MAX_WEEKS = 999.0
+NOT_ENTERED_WEEKS = -1.0  # how the panel's spin box says "not entered"
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,9 @@ class ClinicalFindings:
                                      ("confirmation", self.confirmation, CONFIRMATION)):
             if value not in allowed:
                 found.append(f"{name} must be one of {', '.join(allowed)} (got {value!r}).")
-        if self.weeks_since_radiotherapy is not None and not 0 <= self.weeks_since_radiotherapy < 1000:
-            found.append(f"weeks since radiotherapy must be 0 or more (got {self.weeks_since_radiotherapy:g}).")
+        if self.weeks_since_radiotherapy is not None and not 0 <= self.weeks_since_radiotherapy <= MAX_WEEKS:
+            found.append(f"weeks since radiotherapy must be between 0 and {MAX_WEEKS:g} "
+                         f"(got {self.weeks_since_radiotherapy:g}).")
         return found
 
 
@@ -59,35 +65,50 @@ class Response:
 
 def overall_response(imaging: str, findings: ClinicalFindings) -> Response:
     """Combine one imaging category (of the bidimensional or the volumetric rule) with the reader's findings."""
-    reasons, missing = [], []
     if findings.clinical_status == "worse":
         return Response(PROGRESSION, False, ["clinical deterioration not attributable to other causes"])
-    if findings.clinical_status == NOT_ENTERED:
-        missing.append("enter the clinical status")
     if imaging == NOT_EVALUABLE:
         return Response(NOT_EVALUABLE, False, ["the imaging category could not be evaluated"])
     if imaging == PROGRESSION:
-        weeks = findings.weeks_since_radiotherapy
-        if weeks is None:
-            missing.append("enter the weeks since radiotherapy (within 12 weeks, progression needs confirming)")
-        elif weeks < PSEUDOPROGRESSION_WEEKS and findings.confirmation != "confirmed":
-            reasons.append(f"{weeks:g} weeks after radiotherapy: pseudoprogression is possible")
-            missing.append("confirm on a repeat scan about 4 weeks later")
-        return Response(PROGRESSION, bool(missing), reasons, missing)
+        return _progression(findings)
+    reasons, missing = [], []
+    if findings.clinical_status == NOT_ENTERED:
+        missing.append("enter the clinical status")
     category = imaging
     if imaging in (COMPLETE, PARTIAL):
         if findings.steroids == "increased":
             category = STABLE
             reasons.append("corticosteroids increased: not a response")
+        elif findings.confirmation == "not confirmed":
+            category = STABLE
+            reasons.append("the repeat scan did not confirm the response")
         elif imaging == COMPLETE and findings.steroids == "stable or decreased":
             category = PARTIAL
             reasons.append("still on corticosteroids: a complete response needs none beyond physiological doses")
-        elif findings.steroids == NOT_ENTERED:
+        if findings.steroids == NOT_ENTERED:
             missing.append("enter the corticosteroid dose")
-        if category != STABLE and findings.confirmation != "confirmed":
-            missing.append("confirm the response on a scan at least 4 weeks later")
+        if category != STABLE and findings.confirmation == NOT_ENTERED:
+            missing.append(f"confirm the response on a scan at least {CONFIRMATION_WEEKS} weeks later")
     elif findings.steroids == "increased":
         reasons.append("an increase of corticosteroids alone is not progression")
+        missing.append("assess again at the next scan (stable disease needs stable or decreased corticosteroids)")
     elif findings.steroids == NOT_ENTERED:
         missing.append("enter the corticosteroid dose")
     return Response(category, bool(missing), reasons, missing)
+
+
+def _progression(findings: ClinicalFindings) -> Response:
+    """Imaging progression: final once confirmed, or past the pseudoprogression window; a repeat scan that did not
+    confirm it makes it stable disease (pseudoprogression)."""
+    if findings.confirmation == "confirmed":
+        return Response(PROGRESSION, False, ["confirmed on a repeat scan"])
+    if findings.confirmation == "not confirmed":
+        return Response(STABLE, False, ["the repeat scan did not confirm the progression (pseudoprogression)"])
+    weeks = findings.weeks_since_radiotherapy
+    if weeks is None:
+        return Response(PROGRESSION, True, [], [f"enter the weeks since radiotherapy (within "
+                                                f"{PSEUDOPROGRESSION_WEEKS} weeks, progression needs confirming)"])
+    if weeks < PSEUDOPROGRESSION_WEEKS:
+        return Response(PROGRESSION, True, [f"{weeks:g} weeks after radiotherapy: pseudoprogression is possible"],
+                        [f"confirm on a repeat scan about {CONFIRMATION_WEEKS} weeks later"])
+    return Response(PROGRESSION, False)
