@@ -89,3 +89,21 @@ def test_generate_writes_brats_named_exams(tmp_path):
     assert names == ["Brats18_X_1_flair.nii.gz", "Brats18_X_1_seg.nii.gz", "Brats18_X_1_t1.nii.gz",
                      "Brats18_X_1_t1ce.nii.gz", "Brats18_X_1_t2.nii.gz", "exam.json"]
     assert json.loads((folders[0] / "exam.json").read_text())["seed"] == 0
+
+
+def test_a_step_switched_off_changes_only_that_step(exam):
+    """`--without bias`: the same grids, pose and label as with all steps; the intensities without the field."""
+    from training.cli import _parser
+    from training.clinical_like import STEPS_OFF, settings_without
+    images, label, (series, reference, record) = exam
+    plain, reference_plain, record_plain = make_exam(images, label, "case", 3, settings_without(("bias",), COARSE))
+    assert record_plain.head_rotation_deg == record.head_rotation_deg
+    assert np.array_equal(sitk.GetArrayFromImage(reference), sitk.GetArrayFromImage(reference_plain))
+    for modality in series:
+        assert series[modality].GetSize() == plain[modality].GetSize()
+    assert not np.array_equal(sitk.GetArrayFromImage(series["t2"]), sitk.GetArrayFromImage(plain["t2"]))
+    posed = settings_without(("pose", "thick"))
+    assert posed.head_rotation_deg == 0.0 and posed.slice_thickness_mm == (1.0, 1.0)
+    assert posed.bias_coefficient == ExamSettings().bias_coefficient
+    parsed = _parser().parse_args(["clinical-like", "cases", "--out", "exams", "--without", *STEPS_OFF])
+    assert parsed.without == list(STEPS_OFF)

@@ -126,6 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     clinical.add_argument("--out", type=Path, required=True, help="folder for <case>/<case>_{t1,t1ce,t2,flair,seg}")
     clinical.add_argument("--seed", type=int, default=0)
     clinical.add_argument("--cases", nargs="*", default=[], help="only these case names")
+    clinical.add_argument("--without", nargs="*", default=[], choices=("bias", "noise", "pose", "motion", "thick"),
+                          help="switch these steps off (same seed, same other draws): which one hurts a case")
 
     benchmark = commands.add_parser("benchmark", help="training throughput, fp32 against mixed precision")
     benchmark.add_argument("--batch-size", type=int, default=2)
@@ -168,8 +170,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _clinical_like(args: argparse.Namespace) -> int:
-    from .clinical_like import generate
-    folders = generate(args.roots, args.out, args.seed, tuple(args.cases))
+    from .clinical_like import generate, settings_without
+    folders = generate(args.roots, args.out, args.seed, tuple(args.cases), settings_without(tuple(args.without)))
     print(f"{len(folders)} clinical-like exams (seed {args.seed}) written to {args.out}")
     return 0
 

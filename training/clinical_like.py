@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,22 @@ class ExamSettings:
     bias_coefficient: float = 0.25      # MONAI RandBiasField coefficient range (degree 3)
     peak_range: tuple[float, float] = (300.0, 4000.0)        # the stored 99.5th percentile, per series
     noise_fraction: float = 0.02        # Gaussian noise sigma as a share of the brain's mean, inside the brain
+
+
+# Generator steps that can be switched off (`clinical-like --without`), to see which one hurts a case.
+STEPS_OFF = {"bias": {"bias_coefficient": 0.0}, "noise": {"noise_fraction": 0.0},
+             "pose": {"head_rotation_deg": 0.0, "head_translation_mm": 0.0, "oblique_deg": 0.0},
+             "motion": {"motion_rotation_deg": (0.0, 0.0), "motion_translation_mm": (0.0, 0.0)},
+             "thick": {"slice_thickness_mm": (1.0, 1.0), "slice_gap_mm": (0.0, 0.0), "in_plane_mm": (1.0, 1.0)}}
+
+
+def settings_without(steps: tuple[str, ...], settings: ExamSettings = ExamSettings()) -> ExamSettings:
+    """The settings with the named steps switched off; the random draws stay the same, so the exams differ
+    only in those steps."""
+    changes = {}
+    for step in steps:
+        changes.update(STEPS_OFF[step])
+    return replace(settings, **changes)
 
 
 @dataclass
