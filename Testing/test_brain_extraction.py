@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -13,39 +12,31 @@ from braintumorseg.cli import main
 from braintumorseg.errors import InputError
 from braintumorseg.labels import to_internal
 from braintumorseg.metrics import dice, read_label_map, region_scores
+from braintumorseg.modalities import MODALITIES
 from braintumorseg.modelcard import ModelCard
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
-from training.native_exam import RAW_EXAM, raw_exam_files
 from braintumorseg.preprocessing import NOT_SKULL_STRIPPED, PreprocessSettings, Preprocessor, foreground_mask
 from braintumorseg.resources import default_model_card
-from training.brain_extraction_benchmark import sample_to_scanner, with_head
+from training.brain_extraction_benchmark import sample_head_case, sample_to_scanner
+from training.native_exam import RAW_EXAM, raw_exam_files
 
-MODALITIES = ("t1", "t1c", "t2", "flair")
 TEMPLATE = PreprocessSettings(bias_correction=False, brain_extraction=BrainExtractionSettings(method="template"))
 
 
 @pytest.fixture(scope="module")
-def heads(sample, tmp_path_factory) -> dict:
+def heads(tmp_path_factory) -> dict:
     """The sample case with a head, turned 13° and moved, on a 1.2 mm grid: files, brain and label on that grid."""
-    images = {m: sitk.Cast(sitk.ReadImage(str(sample[m])), sitk.sitkFloat32) for m in MODALITIES}
-    brain = images["t1"] > 0
-    centre = brain.TransformContinuousIndexToPhysicalPoint([s / 2 for s in brain.GetSize()])
-    motion = sitk.Euler3DTransform(centre, 0.2, 0.0, 0.1, (4.0, -6.0, 3.0))
-    grid = sitk.Image([200, 200, 130], sitk.sitkFloat32)
-    grid.SetSpacing((1.2, 1.2, 1.2))
-    grid.SetOrigin(brain.GetOrigin())
-    grid.SetDirection(brain.GetDirection())
+    case = sample_head_case()
     folder = tmp_path_factory.mktemp("heads")
     files = {}
-    for seed, (modality, image) in enumerate(images.items()):
+    for modality, array in case["arrays"].items():
+        image = sitk.GetImageFromArray(array)
+        image.CopyInformation(case["grid"])
         files[modality] = folder / f"{modality}.nii.gz"
-        sitk.WriteImage(sitk.Resample(with_head(image, brain, seed), grid, motion, sitk.sitkLinear, 0.0),
-                        str(files[modality]))
-    truth = sitk.Resample(brain, grid, motion, sitk.sitkNearestNeighbor, 0)
+        sitk.WriteImage(image, str(files[modality]))
     files["label"] = folder / "label.nii.gz"
-    sitk.WriteImage(sitk.Resample(sitk.ReadImage(str(sample["label"])), grid, motion, sitk.sitkNearestNeighbor, 0),
-                    str(files["label"]))
-    return {"files": files, "brain": sitk.GetArrayFromImage(truth) > 0}
+    sitk.WriteImage(case["label"], str(files["label"]))
+    return {"files": files, "brain": case["brain"]}
 
 
 def test_template_finds_the_brain_inside_a_head(heads):

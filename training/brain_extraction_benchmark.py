@@ -93,9 +93,10 @@ def sample_head_case(modalities: tuple[str, ...] = MODALITIES) -> dict:
     arrays = {m: sitk.GetArrayFromImage(sitk.Resample(with_head(image, brain, seed), grid, motion, sitk.sitkLinear,
                                                       0.0)) for seed, (m, image) in enumerate(images.items())}
     truth = sitk.Resample(brain, grid, motion, sitk.sitkNearestNeighbor, 0)
-    tumour = sitk.Resample(sitk.ReadImage(str(sample["label"])), grid, motion, sitk.sitkNearestNeighbor, 0)
+    label = sitk.Resample(sitk.ReadImage(str(sample["label"])), grid, motion, sitk.sitkNearestNeighbor, 0)
     return {"name": "sample with a synthetic head (1.2 mm, turned)", "grid": grid, "arrays": arrays,
-            "brain": sitk.GetArrayFromImage(truth) > 0, "tumour": sitk.GetArrayFromImage(tumour) > 0}
+            "brain": sitk.GetArrayFromImage(truth) > 0, "tumour": sitk.GetArrayFromImage(label) > 0,
+            "label": label}
 
 
 def pyradiomics_cases() -> list[dict]:
