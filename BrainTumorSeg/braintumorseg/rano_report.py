@@ -107,7 +107,7 @@ def comparison_report_html(baseline: Exam, follow_up: Exam, comparison: Comparis
         {"name": "non-enhancing (T2/FLAIR) volume (mL)", "before": f"{before.non_enhancing_ml:.2f}",
          "after": f"{after.non_enhancing_ml:.2f}", "change": percent(comparison.non_enhancing_change_percent)},
     ]
-    registration, findings = comparison.registration, comparison.findings
+    registration = comparison.registration
     text = (f"Follow-up registered rigidly onto the baseline (Mattes mutual information): rotation "
             f"{registration['rotation_degrees']}°, translation {registration['translation_mm']} mm."
             if registration.get("registered") else "Exams compared without registration (given as aligned).")
@@ -119,8 +119,6 @@ def comparison_report_html(baseline: Exam, follow_up: Exam, comparison: Comparis
                                "volumetric": comparison.volumetric, "matches": comparison.matches,
                                "responses": {rule: response.summary()
                                              for rule, response in comparison.responses.items()},
-                               "findings": {"steroids": findings.steroids, "confirmation": findings.confirmation,
-                                            "clinical_status": findings.clinical_status,
-                                            "weeks": findings.weeks_since_radiotherapy}},
+                               "findings": comparison.findings},
                    changes=changes, registration=text,
                    exams=[_exam_section("Baseline", baseline, before), _exam_section("Follow-up", follow_up, after)])
