@@ -201,8 +201,9 @@ def test_export_and_the_engine_segments_with_it(run, prepared):
     assert report.model == "brats-segresnet 0.0.1"
 
 
-def test_snapshots_and_export_of_their_average(prepared, capsys):
+def test_snapshots_and_export_of_their_average(run, prepared, capsys):
     """--snapshot-every keeps each step's weights; export --average-from writes their mean, scored on validation."""
+    without_snapshots = run
     run = prepared / "run-swa"
     train(tiny(prepared, "run-swa", snapshot_every=1))
     kept = sorted(p.name for p in (run / "snapshots").iterdir())
@@ -225,7 +226,7 @@ def test_snapshots_and_export_of_their_average(prepared, capsys):
     assert main(["export", "--run", str(run), "--out", str(prepared / "model-one"), "--average-from", "4"]) == 2
     message = capsys.readouterr().err
     assert "leaves 1 snapshot(s)" in message and "steps 1–4" in message and not (prepared / "model-one").exists()
-    assert main(["export", "--run", str(prepared / "run"), "--out", str(prepared / "model-none"),
+    assert main(["export", "--run", str(without_snapshots), "--out", str(prepared / "model-none"),
                  "--average-from", "1"]) == 2
     assert "(kept: none)" in capsys.readouterr().err
 
@@ -250,6 +251,36 @@ def test_finetune_starts_from_a_card_and_export_names_it(run, prepared):
     assert weights_origin(str(run / "best.safetensors")) == {"weights": "best.safetensors",
                                                            "sha256": sha256_of(run / "best.safetensors")}
     assert weights_origin(str(prepared / "gone.safetensors"))["sha256"] is None and weights_origin("") is None
+
+
+def test_export_blends_a_finetune_with_the_weights_it_started_from(run, prepared, capsys):
+    """--blend SHARE writes SHARE × finetune + (1 − SHARE) × start (WiSE-FT), scored on validation for the card."""
+    parent = prepared / "model-blend-parent"
+    assert main(["export", "--run", str(run), "--out", str(parent), "--version", "0.0.1"]) == 0
+    out = prepared / "finetuned-blend"
+    train(tiny(prepared, "finetuned-blend", steps=2, lr=0.1, val_every=100,
+               init_weights=str(parent / "model.safetensors")))
+    assert main(["export", "--run", str(out), "--out", str(prepared / "model-blend"), "--checkpoint", "checkpoint",
+                 "--blend", "0.25", "--version", "0.0.2"]) == 0
+    card = ModelCard.load(prepared / "model-blend" / "model.json")
+    started, tuned = model_weights(parent / "model.safetensors"), model_weights(out / "checkpoint.safetensors")
+    assert not all(torch.equal(started[k], tuned[k]) for k in started), "the finetune must move the weights"
+    blended = load_model(card).state_dict()
+    for key, value in blended.items():
+        expected = 0.75 * started[key].double() + 0.25 * tuned[key].double()
+        assert torch.allclose(value.double(), expected, atol=1e-6), key
+    assert card.training["blend"] == {"share": 0.25, "with": card.training["started_from"]}
+    assert "0.25 × the weights of step 2 + 0.75 × the weights it started from (brats-segresnet 0.0.1)" \
+        in card.metrics["note"]
+    assert set(card.metrics["validation_model_grid_dice"]) >= {"all/WT", "all/TC", "all/ET"}
+    capsys.readouterr()
+    for args, message in ((["--run", str(out), "--blend", "0"], "above 0 and at most 1, not 0.0"),
+                          (["--run", str(run), "--blend", "0.5"], "trained from scratch")):
+        assert main(["export", *args, "--out", str(prepared / "model-refused")]) == 2
+        assert message in capsys.readouterr().err and not (prepared / "model-refused").exists()
+    (parent / "model.safetensors").write_bytes((run / "checkpoint.safetensors").read_bytes())
+    assert main(["export", "--run", str(out), "--out", str(prepared / "model-refused"), "--blend", "0.5"]) == 2
+    assert "needs the weights the run started from" in capsys.readouterr().err
 
 
 def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys):

@@ -1,4 +1,4 @@
-"""Weight averaging (SWA): the mean of the model weights a run kept in `snapshots/` late in its schedule."""
+"""Weight averaging: the mean of a run's late snapshots (SWA), and a finetune blended with its start (WiSE-FT)."""
 
 from __future__ import annotations
 
@@ -54,3 +54,20 @@ def average_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
                 total[key] = total.get(key, 0) + value.double()
             first.setdefault(key, value)
     return {k: (total[k] / len(paths)).to(v.dtype) if k in total else v for k, v in first.items()}
+
+
+def blend_weights(start: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
+                  share: float) -> dict[str, torch.Tensor]:
+    """(1 − share) · start + share · tuned, element-wise in float64 (Wortsman et al. 2022, WiSE-FT)."""
+    if set(start) != set(tuned):
+        raise InputError("the finetune's weights hold other tensors than the weights it started from: "
+                         "not the same network.")
+    blended = {}
+    for key, value in tuned.items():
+        if value.is_floating_point():
+            blended[key] = ((1 - share) * start[key].double() + share * value.double()).to(value.dtype)
+        elif torch.equal(start[key], value):
+            blended[key] = value
+        else:
+            raise InputError(f"the finetune differs from the weights it started from in the integer tensor {key}.")
+    return blended

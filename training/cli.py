@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--average-from", type=int, metavar="STEP",
                         help="export the mean of the run's snapshots from this step on (SWA) instead of "
                              "--checkpoint; the card gets that average's validation Dice")
+    export.add_argument("--blend", type=float, metavar="SHARE",
+                        help="blend the exported weights with those the finetune started from: SHARE × finetune + "
+                             "(1 − SHARE) × start (WiSE-FT); the card gets the blend's validation Dice")
     export.add_argument("--name", default="brats-segresnet")
     export.add_argument("--version", default="1.0.0")
     export.add_argument("--roi", type=int, default=128, help="sliding-window size on the model grid")
@@ -142,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
 def _export(args: argparse.Namespace) -> int:
     from .export import ExportSettings, export_run
     settings = ExportSettings(args.run, args.out, args.checkpoint, args.name, args.version, roi_size=args.roi,
-                              evaluation=args.evaluation, average_from=args.average_from)
+                              evaluation=args.evaluation, average_from=args.average_from, blend=args.blend)
     if args.data_note:
         settings = replace(settings, data_note=args.data_note)
     card = export_run(settings)

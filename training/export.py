@@ -12,12 +12,12 @@ import torch
 from braintumorseg.errors import InputError
 from braintumorseg.labels import REGIONS
 from braintumorseg.modalities import MODALITIES
-from braintumorseg.modelcard import ModelCard, export_model, serialized_weights
+from braintumorseg.modelcard import ModelCard, export_model, serialized_weights, sha256_of
 from braintumorseg.network import build_network
 from braintumorseg.output_paths import check_output_folder
 from braintumorseg.preprocessing import NormalizationSpec
 
-from .averaging import average_weights, snapshots_from
+from .averaging import average_weights, blend_weights, snapshots_from
 from .checkpoint import model_weights, weights_origin
 from .data import MANIFEST, load_cases, read_manifest
 from .files import read_json
@@ -44,6 +44,7 @@ class ExportSettings:
     roi_size: int = 128
     evaluation: Path | None = None
     average_from: int | None = None
+    blend: float | None = None  # the run's share in a blend with the weights the finetune started from
 
 
 def read_config(run: Path) -> TrainConfig:
@@ -97,36 +98,64 @@ def training_summary(config: TrainConfig, manifest: dict[str, Any], run_meta: di
     }
 
 
-def chosen_weights(settings: ExportSettings, config: TrainConfig,
+def chosen_weights(settings: ExportSettings, config: TrainConfig, run_meta: dict[str, Any],
                    network: torch.nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Load the exported weights into `network`: a checkpoint, or the mean of late snapshots (SWA).
+    """Load the exported weights into `network`: a checkpoint or the mean of late snapshots (SWA), optionally
+    blended with the weights the finetune started from (WiSE-FT).
 
     Returns which steps they come from and their model-grid validation Dice.
     """
     if settings.average_from is not None:
         snapshots = snapshots_from(settings.run, settings.average_from)
-        network.load_state_dict(average_weights(list(snapshots.values())))
+        weights = average_weights(list(snapshots.values()))
+        selection: dict[str, Any] = {"selected_step": None, "averaged_steps": list(snapshots)}
+        metrics = None
+    else:
+        if settings.checkpoint not in ("best", "checkpoint"):
+            raise InputError(f"--checkpoint must be 'best' or 'checkpoint', not '{settings.checkpoint}'.")
+        checkpoint = settings.run / settings.checkpoint
+        if not checkpoint.with_suffix(".safetensors").is_file():
+            advice = ("train the run until its first checkpoint" if settings.checkpoint == "checkpoint" else
+                      "best is written at the first validation with validation cases; try --checkpoint checkpoint")
+            raise InputError(f"{checkpoint.with_suffix('.safetensors')} does not exist: the run has no "
+                             f"'{settings.checkpoint}' checkpoint yet ({advice}).")
+        meta = read_json(checkpoint.with_suffix(".json"),
+                         "the checkpoint is incomplete; resume the run to write it again")
+        weights = model_weights(checkpoint.with_suffix(".safetensors"))
+        selection = {"selected_step": meta["step"]}
+        metrics = meta.get("best_metrics") if settings.checkpoint == "best" else meta.get("last_metrics")
+    if settings.blend is not None:
+        weights = blend_weights(start_weights_of(config, run_meta), weights, settings.blend)
+        selection["blend"] = {"share": settings.blend, "with": run_meta["started_from"]}
+        metrics = None
+    network.load_state_dict(weights)
+    if metrics is None:
         device = training_device("cpu" if config.device == "cpu" else "auto")  # a saved "cuda" may be absent here
         cases = load_cases(Path(config.cache), config.validation) if config.validation else []
         metrics = validate(network.to(device), cases, device, mixed_precision(config, device)) if cases else {}
         network.cpu()
-        return {"selected_step": None, "averaged_steps": list(snapshots)}, metrics
-    if settings.checkpoint not in ("best", "checkpoint"):
-        raise InputError(f"--checkpoint must be 'best' or 'checkpoint', not '{settings.checkpoint}'.")
-    checkpoint = settings.run / settings.checkpoint
-    if not checkpoint.with_suffix(".safetensors").is_file():
-        advice = ("train the run until its first checkpoint" if settings.checkpoint == "checkpoint" else
-                  "best is written at the first validation with validation cases; try --checkpoint checkpoint")
-        raise InputError(f"{checkpoint.with_suffix('.safetensors')} does not exist: the run has no "
-                         f"'{settings.checkpoint}' checkpoint yet ({advice}).")
-    meta = read_json(checkpoint.with_suffix(".json"), "the checkpoint is incomplete; resume the run to write it again")
-    network.load_state_dict(model_weights(checkpoint.with_suffix(".safetensors")))
-    metrics = meta.get("best_metrics") if settings.checkpoint == "best" else meta.get("last_metrics")
-    return {"selected_step": meta["step"]}, metrics or {}
+    return selection, metrics or {}
+
+
+def start_weights_of(config: TrainConfig, run_meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights a finetune started from, checked by checksum against what the run recorded."""
+    if not config.init_weights:
+        raise InputError("--blend mixes a finetune with the weights it started from, but this run was trained "
+                         "from scratch; export it without --blend.")
+    path = Path(config.init_weights)
+    expected = (run_meta.get("started_from") or {}).get("sha256")
+    if not path.is_file() or sha256_of(path) != expected:
+        found = f"{path} has sha256 {sha256_of(path)[:12]}…" if path.is_file() else f"{path} does not exist"
+        raise InputError(f"--blend needs the weights the run started from (sha256 {str(expected)[:12]}…), but "
+                         f"{found}: run export in the folder the finetune was started from, with those weights.")
+    return model_weights(path)
 
 
 def export_run(settings: ExportSettings) -> ModelCard:
     """Build the run's network, load the chosen (or averaged) weights and write weights + card."""
+    if settings.blend is not None and not 0 < settings.blend <= 1:
+        raise InputError(f"--blend is the finetune's share of the blended weights, above 0 and at most 1, not "
+                         f"{settings.blend}.")
     if not 16 <= settings.roi_size <= 512:
         raise InputError(f"--roi is the sliding-window size in model-grid voxels (16 to 512), not "
                          f"{settings.roi_size}.")
@@ -140,7 +169,7 @@ def export_run(settings: ExportSettings) -> ModelCard:
     run_meta = read_json(settings.run / "checkpoint.json", "the run has not reached its first checkpoint; "
                          "train it further")
     network = build_network(config.architecture())
-    selection, metrics = chosen_weights(settings, config, network)
+    selection, metrics = chosen_weights(settings, config, run_meta, network)
     multiple = 2 ** downsamplings(config)
     roi = max(multiple, settings.roi_size // multiple * multiple)
     normalization = manifest.get("normalization", {"method": "zscore"})
@@ -148,6 +177,11 @@ def export_run(settings: ExportSettings) -> ModelCard:
     weights = (f"the mean of the weights at steps {selection['averaged_steps'][0]}–"
                f"{selection['averaged_steps'][-1]} ({len(selection['averaged_steps'])} snapshots)"
                if "averaged_steps" in selection else f"the weights of step {selection['selected_step']}")
+    if "blend" in selection:
+        start = selection["blend"]["with"]
+        origin = " ".join(str(v) for v in (start.get("name") or start.get("weights"), start.get("version")) if v)
+        weights = (f"{settings.blend:g} × {weights} + {1 - settings.blend:g} × the weights it started from "
+                   f"({origin})")
     card = ModelCard(
         name=settings.name, version=settings.version, architecture=config.architecture(),
         channels=list(manifest.get("channels", MODALITIES)), missing_channels="zero",
