@@ -312,7 +312,16 @@ def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys
                  "--evaluation", str(out)]) == 0
     card = json.loads((carded / "model.json").read_text())
     assert card["metrics"]["evaluation"]["means"] == means and card["sha256"] == sha256_of(model / "model.safetensors")
-    assert card["metrics"]["evaluation"]["pipeline"]["tta"] is True
+    assert card["metrics"]["evaluation"]["pipeline"]["tta"] is True and "clinical_like" not in card["metrics"]["evaluation"]
+    clinical = prepared / "evaluation-clinical"  # what evaluate --clinical-like adds: the card keeps seed and means
+    clinical.mkdir()
+    side = {"seed": 3, "exams": str(clinical / "clinical-like-3"), "means": means, "cases": [{"case": VALIDATION}]}
+    (clinical / "means.json").write_text(json.dumps(dict(json.loads((out / "means.json").read_text()),
+                                                         clinical_like=side)))
+    assert main(["export", "--run", str(run), "--out", str(prepared / "model-clinical"), "--checkpoint", "checkpoint",
+                 "--evaluation", str(clinical)]) == 0
+    card = json.loads((prepared / "model-clinical" / "model.json").read_text())
+    assert card["metrics"]["evaluation"]["clinical_like"] == {"seed": 3, "means": means}
     other = prepared / "evaluation-other"
     other.mkdir()
     (other / "means.json").write_text(json.dumps(dict(json.loads((out / "means.json").read_text()), sha256="0" * 64)))

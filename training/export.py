@@ -214,5 +214,8 @@ def read_evaluation(folder: Path, sha256: str) -> dict[str, Any]:
         raise InputError(f"{path} scores other weights ({result.get('model')}, sha256 "
                          f"{str(result.get('sha256'))[:12]}…), not the ones being exported ({sha256[:12]}…): "
                          "export to a scratch folder, evaluate that card, then export with its --evaluation.")
-    return {"cases": result["cases"], "means": result["means"], "pipeline": result.get("pipeline"),
-            "note": "the engine's whole pipeline on the original grids of the validation cases"}
+    evaluation = {"cases": result["cases"], "means": result["means"], "pipeline": result.get("pipeline"),
+                  "note": "the engine's whole pipeline on the original grids of the validation cases"}
+    if "clinical_like" in result:  # evaluate --clinical-like SEED: the same cases made clinical-like
+        evaluation["clinical_like"] = {k: result["clinical_like"][k] for k in ("seed", "means")}
+    return evaluation
