@@ -2,7 +2,7 @@
 
     python -m training.sequence_check_benchmark [--calibrate] [--cache DIR] [--json OUT.json]
 
-Every complete four-sequence case below ../shared/data/brats2018 and /work/runs/brats-more (or --roots) is
+Every complete four-sequence case below ../shared/data/brats2018 and ~/brats-more (or --roots) is
 prepared as the engine prepares it (aligned, masked, N4, z-scored), and its channels kept on the check's
 2 mm sampling grid in --cache. --calibrate fits the contrast model on the training cases only (not the
 default model card's validation cases, nor the bundled sample) and writes it into the engine's resources;
@@ -39,7 +39,7 @@ from braintumorseg.sequence_check import (CONTRAST_MODEL, FEATURES, ContrastMode
 
 from .native_exam import RAW_EXAM, SHARED_DATA, raw_exam_files
 
-ROOTS = (SHARED_DATA / "brats2018", Path("/work/runs/brats-more"))
+ROOTS = (SHARED_DATA / "brats2018", Path.home() / "brats-more")  # get_more_cases.sh extracts to ~/brats-more
 EXTRA = (SHARED_DATA / "unlabeled_4modal", SHARED_DATA / "pseudo_4modal")
 SWAPS = tuple(combinations(MODALITIES, 2))
 
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.sequence_check_benchmark",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--roots", nargs="+", default=[str(r) for r in ROOTS], help="folders of labelled cases")
-    parser.add_argument("--cache", default="/work/runs/brainqc/sequence-cache", help="cache of prepared cases")
+    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "braintumorseg" / "sequence-check"),
+                        help="cache of prepared cases (outside the repository)")
     parser.add_argument("--calibrate", action="store_true", help=f"fit the model and write {CONTRAST_MODEL.name}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", metavar="OUT.json", help="also write the numbers as JSON")
