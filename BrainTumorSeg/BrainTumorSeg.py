@@ -19,7 +19,8 @@ from BrainTumorSegLib import dependencies
 from BrainTumorSegLib.autofill import autofill
 from BrainTumorSegLib.display import clear_probability_overlays, is_probability_map, show_in_3d
 from BrainTumorSegLib.logic import SegmentationFailed, SegmentationLogic, SegmentationResult, input_problems
-from BrainTumorSegLib.panel_state import button_state, progress_percent, sequence_notes, stage_summary, status_text
+from BrainTumorSegLib.panel_state import (button_state, model_argument, progress_percent, sequence_notes, stage_summary,
+                                         status_text)
 from BrainTumorSegLib.rano_markups import lines_needing_confirmation, observe_lines
 from BrainTumorSegLib.response import (compare_segmentations, default_pair, findings_from_panel,
                                        problems as comparison_problems, save_report)
@@ -313,7 +314,7 @@ class BrainTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def settings(self) -> RunSettings:
         p = self._parameterNode
-        return RunSettings.from_parameters(lambda name: getattr(p, name), model=str(self.logic.modelPath(p.model)))
+        return RunSettings.from_parameters(lambda name: getattr(p, name), model=model_argument(p.model, model_cards()))
 
     def onPoll(self) -> None:
         if self._job is None:
@@ -529,8 +530,8 @@ class BrainTumorSegTest(ScriptedLoadableModuleTest):
         inputs = {m: slicer.util.loadVolume(str(files[m])) for m in MODALITIES}
 
         logic = BrainTumorSegLogic(runner_factory=InProcessRunner)
-        self.delayDisplay("Segmenting (synchronously, default model)")
-        result = logic.segment(inputs, RunSettings(model=str(logic.modelPath(DEFAULT_MODEL))))
+        self.delayDisplay("Segmenting (synchronously, the shipped models)")
+        result = logic.segment(inputs, RunSettings())
 
         segmentation = result.segmentation.GetSegmentation()
         names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]

@@ -27,12 +27,12 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
 
 
-def make_tiny_card(directory: Path, spacing: float = 4.0, seed: int = 0) -> ModelCard:
+def make_tiny_card(directory: Path, spacing: float = 4.0, seed: int = 0, name: str = "tiny-test") -> ModelCard:
     """Export a SegResNet with 8 filters and random weights: exercises every step in well under a second."""
     torch.manual_seed(seed)
     spec = ArchitectureSpec("SegResNet", dict(spatial_dims=3, in_channels=4, out_channels=len(REGIONS),
                                               init_filters=8, blocks_down=[1, 1], blocks_up=[1]))
-    card = ModelCard(name="tiny-test", version="0.0.1", architecture=spec, spacing=[spacing] * 3,
+    card = ModelCard(name=name, version="0.0.1", architecture=spec, spacing=[spacing] * 3,
                      roi_size=[64, 64, 64], divisible_by=2)
     return export_model(build_network(spec), card, directory)
 

@@ -62,3 +62,14 @@ def test_a_runs_outcome_stays_on_the_status_line_until_an_input_problem_replaces
     assert status_text([], running=False, notes=["from FLAIR alone ..."], outcome=outcome) == outcome
     assert status_text(["Select at least one volume."], running=False, outcome=outcome) == "Select at least one volume."
     assert status_text([], running=True, stage="inference", outcome=outcome) == "Segmenting the tumor…"
+
+
+def test_the_default_model_choice_leaves_the_engine_its_pair(tmp_path):
+    """brats-segresnet in the panel is the engine's shipped pair (no --model); another installed card is given as it is."""
+    from BrainTumorSegLib.panel_state import model_argument
+    from braintumorseg.resources import model_cards
+    cards = {"brats-segresnet": tmp_path / "a.json", "other": tmp_path / "b.json"}
+    assert model_argument("brats-segresnet", cards) == ""
+    assert model_argument("other", cards) == str(tmp_path / "b.json")
+    assert model_argument("gone", cards) == ""
+    assert {"brats-segresnet", "brats-segresnet-native"} <= set(model_cards())

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from braintumorseg.errors import Cancelled
+from braintumorseg.errors import Cancelled, InputError
 from braintumorseg.inference import select_device
 from braintumorseg.pipeline import CancelToken, Pipeline, SegmentationSettings, tumour_volumes_ml
+from braintumorseg.preprocessing import PreparedCase
 from braintumorseg.protocol import STAGE_WEIGHTS
 from braintumorseg.postprocessing import PostprocessSettings
 
@@ -86,3 +87,23 @@ def test_a_pipeline_segments_several_cases_with_one_model(tiny_card, tmp_path):
         assert report.label_convention == "brats2023"
         assert set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "seg.nii.gz"))))) <= {0, 1, 2, 3}
     assert "load model" not in report.stage_seconds   # loaded once, for the first case
+
+
+def test_a_scanner_native_exam_is_segmented_by_the_native_model(tiny_card, synthetic, tmp_path):
+    """With a model for scanner-native exams beside the default, a case that needed aligning or skull stripping
+    goes to it and everything else to the default; the report names the model that ran, loaded once."""
+    from dataclasses import replace
+
+    from conftest import make_tiny_card
+    native = make_tiny_card(tmp_path / "native", seed=1, name="tiny-native")
+    pipeline = Pipeline(tiny_card, native_card=native)
+    assert pipeline.models() == "tiny-test 0.0.1 (tiny-native 0.0.1 for scanner-native exams)"
+    case = PreparedCase(sitk.Image(4, 4, 4, sitk.sitkFloat32), (slice(None),) * 3, np.ones((4, 4, 4), bool), {},
+                        (1.0, 1.0, 1.0))
+    assert pipeline.card_for(case) is tiny_card
+    assert pipeline.card_for(replace(case, scanner_native=True)) is native
+    assert Pipeline(tiny_card).card_for(replace(case, scanner_native=True)) is tiny_card
+    report = pipeline.segment_files(synthetic, tmp_path / "seg.nii.gz")  # one grid, skull-stripped
+    assert report.model == "tiny-test 0.0.1"
+    with pytest.raises(InputError, match="reads other channels or another normalization"):
+        Pipeline(tiny_card, native_card=replace(native, channels=["t1", "t1c", "flair"]))

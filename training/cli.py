@@ -107,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="run the engine on labelled cases: Dice and HD95 tables")
     evaluate.add_argument("roots", nargs="+", type=Path, help="folders holding labelled cases")
     evaluate.add_argument("--model", type=Path, required=True, help="model card (.json)")
+    evaluate.add_argument("--native-model", type=Path, metavar="CARD",
+                          help="model card for the scanner-native exams (inputs that need aligning or skull stripping), "
+                               "as the engine pairs its two shipped models")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for cases.csv, means.json, means.md")
     evaluate.add_argument("--cases", nargs="*", default=[], help="only these case names")
     evaluate.add_argument("--subsets", default="all,flair+t1c,flair+t1,flair",
@@ -166,7 +169,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                                         InferenceSettings(device=args.device, tta=args.tta, amp=not args.fp32))
     subsets = tuple(s.strip() for s in args.subsets.split(",") if s.strip())
     result = evaluate(EvaluateSettings(args.model, args.roots, args.out, tuple(args.cases), subsets, segmentation,
-                                       args.clinical_like))
+                                       args.clinical_like, args.native_model))
     print(result["markdown"], end="")
     print(f"tables written to {args.out}")
     return 0

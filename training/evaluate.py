@@ -51,6 +51,7 @@ class EvaluateSettings:
     subsets: tuple[str, ...] = DEFAULT_SUBSETS
     segmentation: SegmentationSettings = field(default_factory=SegmentationSettings)
     clinical_like: int | None = None  # a seed: also score clinical-like exams of the same cases (clinical_like.py)
+    native_card: Path | None = None  # the model for scanner-native exams beside `card`, as the engine's shipped pair
 
 
 def reference_classes(item: LabelledCase) -> tuple[np.ndarray, sitk.Image, tuple[str, ...]]:
@@ -201,7 +202,8 @@ def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
         raise InputError(f"cases not found under the given folders: {', '.join(sorted(missing))}.")
     if not items:
         raise InputError(f"no labelled case found under {', '.join(map(str, settings.roots))}.")
-    pipeline = Pipeline(card, settings.segmentation)
+    native_card = ModelCard.load(settings.native_card) if settings.native_card else None
+    pipeline = Pipeline(card, settings.segmentation, native_card=native_card)
     precisions: set[str] = set()
     rows = _score_items(pipeline, items, subsets, PRISTINE, log, precisions)
     if not rows:
@@ -219,7 +221,7 @@ def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
     write_text_atomic(buffer.getvalue(), settings.out / "cases.csv")
     table = summarize(rows, tuple(subsets))
     segmentation = settings.segmentation
-    result = {"model": f"{card.name} {card.version}", "sha256": card.sha256, "means": table,
+    result = {"model": pipeline.models(), "sha256": card.sha256, "means": table,
               "cases": sorted({r["case"] for r in rows}),
               "pipeline": {"engine": __version__, "bias_correction": segmentation.preprocess.bias_correction,
                            "register": segmentation.preprocess.register,

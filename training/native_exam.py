@@ -34,10 +34,10 @@ from braintumorseg.metrics import region_scores
 from braintumorseg.modalities import MODALITIES
 from braintumorseg.modelcard import ModelCard
 from braintumorseg.output_paths import write_text_atomic
-from braintumorseg.pipeline import Pipeline, SegmentationSettings
+from braintumorseg.pipeline import Pipeline, SegmentationSettings, model_cards
 from braintumorseg.preprocessing import PreprocessSettings
 from braintumorseg.registration import mutual_information_registration
-from braintumorseg.resources import default_model_card, sample_case
+from braintumorseg.resources import sample_case
 from braintumorseg.run_summary import processing_summary
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -120,15 +120,16 @@ def parse_variant(text: str) -> Variant:
     return Variant(name, SegmentationSettings(preprocess=preprocess, inference=inference))
 
 
-def run(variants: Sequence[Variant], card: ModelCard, copy: bool = True) -> dict:
-    """Segment the raw exam with each variant and (`copy`) the preprocessed copy with the defaults; score all."""
+def run(variants: Sequence[Variant], card: ModelCard, copy: bool = True, native_card: ModelCard | None = None) -> dict:
+    """Segment the raw exam with each variant and (`copy`) the preprocessed copy with the defaults; score all.
+    `native_card`: the model for scanner-native exams beside `card`, as the engine's shipped pair."""
     sample = sample_case()
     raw_files = raw_exam_files()
     sample_images = {m: read_image(sample[m], m) for m in MODALITIES}
     consensus = sitk.ReadImage(str(sample["label"]))
     raw_images = {m: read_image(raw_files[m], m) for m in MODALITIES}
     to_raw = sample_to_raw(raw_images["t1c"], sample_images["t1c"])
-    results: dict = {"model": f"{card.name} {card.version}", "runs": {}}
+    results: dict = {"model": Pipeline(card, native_card=native_card).models(), "runs": {}}
 
     for smooth, how in ((False, "nearest"), (True, "smooth")):
         on_raw = carried(consensus, raw_images["t1c"], to_raw.GetInverse(), smooth)
@@ -137,7 +138,7 @@ def run(variants: Sequence[Variant], card: ModelCard, copy: bool = True) -> dict
 
     for variant in variants:
         start, cpu = time.perf_counter(), time.process_time()
-        labels, report = Pipeline(card, variant.settings).segment_images(dict(raw_images))
+        labels, report = Pipeline(card, variant.settings, native_card=native_card).segment_images(dict(raw_images))
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         for smooth, how in ((False, "nearest"), (True, "smooth")):
             results["runs"][f"raw {variant.name}, {how}"] = {
@@ -148,8 +149,8 @@ def run(variants: Sequence[Variant], card: ModelCard, copy: bool = True) -> dict
     if not copy:
         return results
     start, cpu = time.perf_counter(), time.process_time()
-    labels, report = Pipeline(card, SegmentationSettings(
-        inference=variants[0].settings.inference)).segment_images(sample_images)
+    labels, report = Pipeline(card, SegmentationSettings(inference=variants[0].settings.inference),
+                              native_card=native_card).segment_images(sample_images)
     results["runs"]["preprocessed copy"] = {"scores": scores_on(labels, consensus),
                                             "seconds": round(time.perf_counter() - start, 2),
                                             "cpu_seconds": round(time.process_time() - cpu, 2),
@@ -159,8 +160,8 @@ def run(variants: Sequence[Variant], card: ModelCard, copy: bool = True) -> dict
 
 
 def extra_report_fields(report) -> dict:
-    """What the report says about registration and skull stripping, when it says it."""
-    return {key: getattr(report, key) for key in ("registration", "skull_stripping", "network_space")
+    """What the report says about the model, registration and skull stripping, when it says it."""
+    return {key: getattr(report, key) for key in ("model", "registration", "skull_stripping", "network_space")
             if hasattr(report, key)}
 
 
@@ -186,14 +187,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.native_exam", description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", action="append", metavar="NAME:key=value,...",
                         help="settings of one raw-exam run (repeatable; default: the engine's defaults)")
-    parser.add_argument("--model", metavar="CARD.json", help="model card (default: the shipped model)")
+    parser.add_argument("--model", metavar="CARD.json",
+                        help="one model card for every input (default: the shipped pair, the default model and the one "
+                             "for scanner-native exams)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ITK (default 2)")
     parser.add_argument("--json", metavar="OUT.json", help="also write the numbers as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     variants = [parse_variant(v) for v in (args.variant or ["defaults"])]
-    results = run(variants, ModelCard.load(args.model or default_model_card()))
+    card, native_card = model_cards(args.model)
+    results = run(variants, card, native_card=native_card)
     print_table(results)
     if args.json:
         write_text_atomic(json.dumps(results, indent=2) + "\n", args.json)

@@ -116,7 +116,7 @@ class SegmentationLogic:
         problems = input_problems(inputs)
         if problems:
             raise SegmentationFailed(problems[0])
-        if not Path(settings.model).is_file():
+        if settings.model and not Path(settings.model).is_file():  # "" is the engine's shipped pair
             raise SegmentationFailed(f"The segmentation model {settings.model} is not installed; reinstall "
                                      "BrainTumorSeg.")
         folder = Path(tempfile.mkdtemp(prefix="BrainTumorSeg-"))

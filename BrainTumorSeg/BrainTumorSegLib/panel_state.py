@@ -10,6 +10,7 @@ from typing import Sequence
 from braintumorseg.modalities import MODALITIES
 from braintumorseg.protocol import STAGE_TEXT
 from braintumorseg.reliability import subset_warnings
+from braintumorseg.resources import DEFAULT_MODEL
 
 SEGMENT, CANCEL, CANCELLING = "Segment", "Cancel", "Cancelling…"
 
@@ -43,6 +44,14 @@ def status_text(problems: list[str], running: bool, stage: str = "", notes: Sequ
     if outcome:
         return outcome
     return " ".join(["Ready: click Segment."] + [note[:1].upper() + note[1:] for note in notes])
+
+
+def model_argument(name: str, cards: dict[str, Path]) -> str:
+    """The engine's --model for the panel's choice: "" for the default model, which the engine then pairs with the
+    model for scanner-native exams; the card's path for any other installed model (used for every input)."""
+    if name == DEFAULT_MODEL or name not in cards:
+        return ""
+    return str(cards[name])
 
 
 def sequence_notes(card_path: Path, selected: list[str]) -> list[str]:

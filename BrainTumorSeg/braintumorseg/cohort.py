@@ -98,12 +98,14 @@ def input_files(inputs) -> dict[str, Path]:
     return {str(p.relative_to(inputs.folder)): p for p in sorted(Path(inputs.folder).rglob("*")) if p.is_file()}
 
 
-def fingerprint(inputs, card: ModelCard, settings: SegmentationSettings) -> str:
-    """SHA-256 over the input files' contents, the settings, the model card and weights and the engine version."""
+def fingerprint(inputs, card: ModelCard, settings: SegmentationSettings,
+                native_card: ModelCard | None = None) -> str:
+    """SHA-256 over the input files' contents, the settings, the model cards and weights and the engine version."""
     document = {
         "engine": __version__,
         "card": card.to_dict(),
         "weights": card.sha256 or sha256_of(card.weights_path),
+        "native_card": native_card.to_dict() if native_card is not None else None,
         "settings": asdict(settings),
         "inputs": {m: sha256_of(p) for m, p in sorted(input_files(inputs).items())},
         "overrides": getattr(inputs, "overrides", {}),
@@ -133,7 +135,7 @@ def earlier_failures(summary_path: Path) -> dict[str, CaseResult]:
     return {r.case: r for r in summary.results if r.status != "ok" and r.fingerprint}
 
 
-def plan_cohort(cases: list[Case], folder: Path, card: ModelCard, settings: SegmentationSettings,
+def plan_cohort(cases: list[Case], folder: Path, pipeline: Pipeline,
                 cohort: CohortSettings) -> tuple[list[Job], dict[int, CaseResult]]:
     """This shard's jobs to run, and the results kept from earlier runs (by case index)."""
     names = output_names(cases)
@@ -143,7 +145,7 @@ def plan_cohort(cases: list[Case], folder: Path, card: ModelCard, settings: Segm
     for index in shard_of(len(cases), shard):
         case, name = cases[index], names[index]
         try:
-            digest = fingerprint(case.inputs, card, settings)
+            digest = fingerprint(case.inputs, pipeline.card, pipeline.settings, pipeline.native_card)
         except OSError:  # an unreadable input: its job fails with one sentence
             digest = ""
         job = Job(index, case, name, folder / f"{name}.nii.gz", folder / f"{name}.json", digest)
@@ -261,13 +263,15 @@ _dask_state: dict = {}
 _dask_lock = threading.Lock()
 
 
-def _on_dask_worker(card: ModelCard, settings: SegmentationSettings, threads: Threads, job: Job) -> CaseResult:
-    """One case on a Dask worker: prepared in this task's thread, the network under the process's one model."""
-    key = (card.path, settings, threads)
+def _on_dask_worker(card: ModelCard, native_card: ModelCard | None, settings: SegmentationSettings,
+                    threads: Threads, job: Job) -> CaseResult:
+    """One case on a Dask worker: prepared in this task's thread, the network under the process's models."""
+    key = (card.path, native_card.path if native_card else None, settings, threads)
     with _dask_lock:
         if _dask_state.get("key") != key:
             threads.apply()  # Dask's nanny sets OMP_NUM_THREADS=1; use the client's counts instead
-            _dask_state.update(key=key, model=Pipeline(card, settings), lock=threading.Lock(),
+            _dask_state.update(key=key, model=Pipeline(card, settings, native_card=native_card),
+                               lock=threading.Lock(),
                                local=threading.local())
         state = _dask_state
     local = state["local"]
@@ -302,7 +306,8 @@ def run_on_dask(jobs: list[Job], pipeline: Pipeline, cohort: CohortSettings, thr
         raise InputError(f"cannot reach the Dask scheduler at {cohort.scheduler} ({error}); start one "
                          "(dask scheduler, or dask-jobqueue's SLURMCluster) or use --scheduler local.") from None
     try:
-        futures = [client.submit(_on_dask_worker, pipeline.card, pipeline.settings, threads, job, pure=False,
+        futures = [client.submit(_on_dask_worker, pipeline.card, pipeline.native_card, pipeline.settings, threads,
+                                 job, pure=False,
                                  key=f"braintumorseg-{job.index}-{job.fingerprint[:12]}") for job in jobs]
         try:
             for future in as_completed(futures):
@@ -340,10 +345,10 @@ def run_cohort(cases: list[Case], output_folder: str | Path, pipeline: Pipeline,
     folder = Path(output_folder)
     folder.mkdir(parents=True, exist_ok=True)
     threads = threads or Threads.of_this_process()
-    jobs, results = plan_cohort(cases, folder, pipeline.card, pipeline.settings, cohort)
+    jobs, results = plan_cohort(cases, folder, pipeline, cohort)
     on_plan(jobs, results)
     shard = parse_shard(cohort.shard)
-    summary = BatchSummary(str(input_folder), str(folder), f"{pipeline.card.name} {pipeline.card.version}",
+    summary = BatchSummary(str(input_folder), str(folder), pipeline.models(),
                            shard="" if shard == (1, 1) else f"{shard[0]}/{shard[1]}")
     stem = summary_stem(shard)
     order = {job.name: job.index for job in jobs}

@@ -116,6 +116,15 @@ class PreparedInputs:
     weights: dict[str, float]
 
 
+def model_cards(model: str | os.PathLike | None = None) -> tuple[ModelCard, ModelCard | None]:
+    """The given model card alone, or the shipped pair: the default and the one for scanner-native exams."""
+    from .resources import default_model_card, native_exam_model_card
+    if model:
+        return ModelCard.load(model), None
+    native = native_exam_model_card()
+    return ModelCard.load(default_model_card()), ModelCard.load(native) if native else None
+
+
 def tumour_volumes_ml(classes: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
     """Volumes in mL of each class and of tumour core and whole tumour."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
@@ -124,17 +133,25 @@ def tumour_volumes_ml(classes: np.ndarray, spacing: tuple[float, ...]) -> dict[s
 
 
 class Pipeline:
-    """Segments cases with one model; reusable across cases (the model is loaded once)."""
+    """Segments cases; reusable across cases (each model is loaded once). `native_card`, when given, is the
+    model for scanner-native exams (inputs that needed aligning or skull stripping); `card` segments the rest."""
 
     def __init__(self, card: ModelCard, settings: SegmentationSettings = SegmentationSettings(),
-                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None):
+                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                 native_card: ModelCard | None = None):
+        if native_card is not None and (native_card.channels != card.channels or
+                                        native_card.normalization != card.normalization):
+            raise InputError(f"the model for scanner-native exams ({native_card.name} {native_card.version}) "
+                             f"reads other channels or another normalization than {card.name} {card.version}; "
+                             "give models that share them.")
         self.card = card
+        self.native_card = native_card
         self.settings = settings
         self.progress = progress or (lambda stage, fraction: None)
         self.cancel = cancel or CancelToken()
         self.preprocessor = Preprocessor(settings.preprocess, card.normalization)
         self.sequence_checker = SequenceChecker(settings.sequence_check)
-        self._segmenter: Segmenter | None = None
+        self._segmenters: dict[str, Segmenter] = {}  # by the card's sha256
         self._whole_tumour: tuple[np.ndarray, PreparedCase] | None = None  # last run's WT probability, its case
         self._report = SegmentationReport()
         self._done = 0.0
@@ -143,13 +160,13 @@ class Pipeline:
     @classmethod
     def from_settings(cls, run: RunSettings, progress: ProgressCallback | None = None,
                       cancel: CancelToken | None = None) -> Pipeline:
-        """Load the model card (the given one, else the shipped one), set the thread count, build the pipeline."""
-        from .resources import default_model_card
+        """Load the model card (the given one, else the shipped pair: the default and the one for scanner-native
+        exams), set the thread count, build the pipeline."""
         if run.threads:
             torch.set_num_threads(run.threads)
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(run.threads)
-        card = ModelCard.load(run.model or default_model_card())
-        return cls(card, SegmentationSettings.from_run(run), progress, cancel)
+        card, native_card = model_cards(run.model)
+        return cls(card, SegmentationSettings.from_run(run), progress, cancel, native_card)
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -238,7 +255,7 @@ class Pipeline:
                                           label_convention=self.settings.label_convention)
         self._done = 0.0
         self._wall = time.perf_counter()
-        skipped = {"load model"} if self._segmenter is not None else set()
+        skipped = {"load model"} if self.card.sha256 in self._segmenters else set()
         if not self.settings.preprocess.bias_correction:
             skipped.add("bias correction")
         if not files:
@@ -250,10 +267,24 @@ class Pipeline:
         self._load_model()
         return self._finish(self._prepare(images))
 
-    def _load_model(self) -> None:
-        if self._segmenter is None:
+    def models(self) -> str:
+        """The models this pipeline segments with, in words."""
+        words = f"{self.card.name} {self.card.version}"
+        if self.native_card is not None:
+            words += f" ({self.native_card.name} {self.native_card.version} for scanner-native exams)"
+        return words
+
+    def card_for(self, prepared: PreparedCase) -> ModelCard:
+        """The model that segments this case: the scanner-native one for an exam that needed aligning or skull
+        stripping, when the pipeline has one; else the default."""
+        return self.native_card if self.native_card is not None and prepared.scanner_native else self.card
+
+    def _load_model(self, card: ModelCard | None = None) -> Segmenter:
+        card = card or self.card
+        if card.sha256 not in self._segmenters:
             with self._stage("load model"):
-                self._segmenter = Segmenter(self.card, self.settings.inference)
+                self._segmenters[card.sha256] = Segmenter(card, self.settings.inference)
+        return self._segmenters[card.sha256]
 
     def _prepare(self, images: dict[str, sitk.Image]) -> PreparedCase:
         if not images:
@@ -269,16 +300,18 @@ class Pipeline:
         self._report.warnings.extend(prepared.warnings)
         self._report.warnings.extend(self.sequence_checker.contrast_warnings(prepared.channels, prepared.mask,
                                                                              prepared.spacing_zyx))
-        self._report.warnings.extend(subset_warnings(self.card.channels, self.card.metrics, list(usable)))
         return prepared
 
     def _finish(self, prepared: PreparedCase) -> sitk.Image:
-        self._load_model()
+        card = self.card_for(prepared)
+        segmenter = self._load_model(card)
+        self._report.model = f"{card.name} {card.version}"
+        self._report.warnings.extend(subset_warnings(card.channels, card.metrics, list(prepared.channels)))
         with self._stage("inference"):
-            probabilities = self._infer(prepared)
+            probabilities = self._infer(prepared, card, segmenter)
             self._whole_tumour = (probabilities[0].copy(), prepared)  # a map is made only when one is asked for
         with self._stage("post-processing"):
-            classes, box, spacing = self._classes_on_output_grid(probabilities, prepared)
+            classes, box, spacing = self._classes_on_output_grid(probabilities, prepared, card.threshold)
             self._report.volumes_ml = tumour_volumes_ml(classes, spacing)
             islands = coreless_clusters(classes[box], spacing)
             self._report.warnings.extend(island_warnings(islands))
@@ -287,28 +320,28 @@ class Pipeline:
             self._report.rano = measure_lesions(classes, prepared.output_grid).to_dict()
             labels = sitk.GetImageFromArray(from_internal(classes, self.settings.label_convention))
             labels.CopyInformation(prepared.output_grid)
-        self._report.device = str(self._segmenter.device)
-        self._report.precision = self._segmenter.precision
-        self._report.warnings.extend(self._segmenter.warnings)
+        self._report.device = str(segmenter.device)
+        self._report.precision = segmenter.precision
+        self._report.warnings.extend(segmenter.warnings)
         return labels
 
-    def _classes_on_output_grid(self, probabilities: np.ndarray, prepared: PreparedCase
+    def _classes_on_output_grid(self, probabilities: np.ndarray, prepared: PreparedCase, threshold: float
                                 ) -> tuple[np.ndarray, tuple[slice, ...], tuple[float, ...]]:
         """Internal classes on the output grid, the box that holds them and the grid's (z, y, x) spacing; results
         from another network grid are carried back as probabilities, then thresholded."""
         if prepared.native is None:
             classes = np.zeros(sitk.GetArrayViewFromImage(prepared.reference).shape, np.uint8)
             classes[prepared.box] = classes_from_probabilities(
-                probabilities, prepared.spacing_zyx, self.settings.postprocess, self.card.threshold)
+                probabilities, prepared.spacing_zyx, self.settings.postprocess, threshold)
             return classes, prepared.box, prepared.spacing_zyx
         spacing = tuple(float(s) for s in prepared.native.GetSpacing()[::-1])
         on_native = carried_back(on_full_grid(probabilities, prepared), prepared.reference, prepared.native)
-        classes = classes_from_probabilities(on_native, spacing, self.settings.postprocess, self.card.threshold)
+        classes = classes_from_probabilities(on_native, spacing, self.settings.postprocess, threshold)
         return classes, (slice(None),) * 3, spacing
 
-    def _infer(self, prepared: PreparedCase) -> np.ndarray:
-        on_model_grid, cropped_shape = model_input_for_case(prepared, self.card)
-        probabilities = self._segmenter.predict(on_model_grid, self.cancel.check)
+    def _infer(self, prepared: PreparedCase, card: ModelCard, segmenter: Segmenter) -> np.ndarray:
+        on_model_grid, cropped_shape = model_input_for_case(prepared, card)
+        probabilities = segmenter.predict(on_model_grid, self.cancel.check)
         return resize(torch.from_numpy(probabilities), cropped_shape).numpy()
 
 

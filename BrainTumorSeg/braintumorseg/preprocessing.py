@@ -73,6 +73,7 @@ class PreparedCase:
     alignment: list[AlignmentRating] = field(default_factory=list)
     skull_stripping: str = ""
     network_space: str = "native"
+    scanner_native: bool = False  # the inputs needed aligning or skull stripping: not one BraTS-like set
 
     @property
     def output_grid(self) -> sitk.Image:
@@ -148,7 +149,8 @@ class Preprocessor:
         check()
         with stage("normalization"):
             channels = {m: self.normalize(m, a, mask) for m, a in arrays.items()}
-        return PreparedCase(reference, box, mask, channels, spacing_zyx, warnings, native, ratings, stripping, space)
+        return PreparedCase(reference, box, mask, channels, spacing_zyx, warnings, native, ratings, stripping, space,
+                            not bratslike)
 
     def align(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, dict[str, np.ndarray], list[str],
                                                            dict[str, sitk.Transform], list[AlignmentRating]]:

@@ -12,6 +12,7 @@ MODELS = RESOURCES / "Models"
 SAMPLE_CASE = RESOURCES / "SampleData" / "TCGA-FG-6692"
 BRAIN_TEMPLATE = RESOURCES / "Templates" / "mni_icbm152_2009a_t1_brain_2mm.nii.gz"
 DEFAULT_MODEL = "brats-segresnet"
+NATIVE_EXAM_MODEL = "brats-segresnet-native"  # the default's finetune for exams as the scanner wrote them
 
 
 def model_cards() -> dict[str, Path]:
@@ -26,6 +27,12 @@ def default_model_card() -> Path:
         raise InputError(f"the default model is not installed ({card} is missing); reinstall "
                          "BrainTumorSeg or give a model card with --model.")
     return card
+
+
+def native_exam_model_card() -> Path | None:
+    """The card of the shipped model for scanner-native exams, or None when it is not installed."""
+    card = MODELS / NATIVE_EXAM_MODEL / "model.json"
+    return card if card.is_file() else None
 
 
 def sample_case() -> dict[str, Path]:

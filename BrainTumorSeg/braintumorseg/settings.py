@@ -45,7 +45,8 @@ def _option(default: Any, help: str, **flag: Any) -> Any:
 class RunSettings:
     """What a user can set for one run (the model's own settings come from its card)."""
 
-    model: str = _option("", "model card (default: the shipped model)", metavar="CARD.json")
+    model: str = _option("", "one model card for every input (default: the shipped pair, brats-segresnet and, for exams "
+                                "that need aligning or skull stripping, brats-segresnet-native)", metavar="CARD.json")
     device: str = _option("auto", "where the network runs; auto = CUDA, then MPS, then CPU (default: auto)",
                           choices=DEVICES, parameter="device")
     bias_correction: bool = _option(True, "N4 bias-field correction (default: on)", parameter="biasCorrection")
