@@ -186,7 +186,8 @@ class SegmentationLogic:
                                       report["total_seconds"], report.get("warnings", []), probability, rano_table,
                                       processing_summary(report.get("registration", []),
                                                          report.get("skull_stripping", ""),
-                                                         report.get("network_space", ""), report.get("reference", "")))
+                                                         report.get("network_space", ""), report.get("reference", ""),
+                                                         report.get("model", "")))
         finally:
             shutil.rmtree(job.folder, ignore_errors=True)
 

@@ -195,7 +195,8 @@ def pipeline_from_args(args: argparse.Namespace, progress=None, cancel: CancelTo
 
 
 def print_warnings(report: SegmentationReport) -> None:
-    summary = processing_summary(report.registration, report.skull_stripping, report.network_space, report.reference)
+    summary = processing_summary(report.registration, report.skull_stripping, report.network_space, report.reference,
+                                 report.model)
     if summary:
         print(f"{PROG}: {summary}", file=sys.stderr)
     for warning in report.warnings:

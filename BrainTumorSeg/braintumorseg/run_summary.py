@@ -8,9 +8,9 @@ from .modalities import SHORT_NAMES
 
 
 def processing_summary(registration: Sequence[dict], skull_stripping: str, network_space: str,
-                       reference: str = "") -> str:
-    """Which sequences were registered and how the check rated them, how the skull was stripped, and the grid
-    the network saw; "" when the report says none of it."""
+                       reference: str = "", model: str = "") -> str:
+    """Which sequences were registered and how the check rated them, how the skull was stripped, the grid the
+    network saw and the model that ran; "" when the report says none of it."""
     parts = []
     onto = f" onto the {SHORT_NAMES.get(reference, reference)}" if reference else ""
     registered = [r for r in registration if r.get("registered")]
@@ -23,6 +23,8 @@ def processing_summary(registration: Sequence[dict], skull_stripping: str, netwo
         parts.append(f"Skull stripping: {skull_stripping}.")
     if network_space:
         parts.append(f"Network grid: {network_space}.")
+    if model:
+        parts.append(f"Model: {model}.")
     return " ".join(parts)
 
 
