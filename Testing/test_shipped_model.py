@@ -42,6 +42,18 @@ def test_card_describes_the_shipped_weights(card):
     assert "TCGA-FG-6692" not in str(card.training), "the sample case must stay out of training"
 
 
+def test_the_scanner_native_card_is_a_finetune_of_the_default_that_shares_its_preprocessing(card):
+    from braintumorseg.resources import native_exam_model_card
+    native = ModelCard.load(native_exam_model_card())
+    assert sha256_of(native.weights_path) == native.sha256 != card.sha256
+    assert (native.channels, native.normalization, native.spacing) == (card.channels, card.normalization, card.spacing)
+    assert native.training["started_from"]["sha256"] == card.sha256
+    assert native.training["config"]["augmentation"] == "clinical"
+    assert native.training["validation_cases"] == card.training["validation_cases"]
+    assert set(native.metrics["evaluation"]["means"]) == set(card.metrics["evaluation"]["means"])
+    assert "TCGA-FG-6692" not in str(native.training), "the sample case must stay out of training"
+
+
 @pytest.mark.parametrize("subset", list(FLOORS))
 def test_sample_case_dice_stays_above_floor(card, sample, tmp_path, subset):
     modalities = ("t1", "t1c", "t2", "flair") if subset == "all" else (subset,)
