@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from braintumorseg.pipeline import model_cards
+from braintumorseg.pipeline import models_for
 from training.native_exam import RAW_EXAM, parse_variant, run
 
 # Measured with engine 0.7.0's defaults (the raw exam goes to brats-segresnet-native 1.0.0; no TTA, template skull
@@ -15,7 +15,7 @@ FLOORS = {"WT": 0.76, "TC": 0.78, "ET": 0.79}
 
 @pytest.mark.skipif(not RAW_EXAM.is_dir(), reason=f"real data absent: {RAW_EXAM} (see ../shared/data/PROVENANCE.md)")
 def test_raw_exam_with_the_defaults_stays_above_its_floor():
-    card, native_card = model_cards()  # the shipped pair: the raw exam goes to the scanner-native model
+    card, native_card = models_for()  # the shipped pair: the raw exam goes to the scanner-native model
     results = run([parse_variant("defaults:tta=false")], card, copy=False, native_card=native_card)
     raw = results["runs"]["raw defaults, smooth"]
     print({r: round(raw["scores"][r]["dice"], 3) for r in FLOORS}, raw["seconds"], "s")

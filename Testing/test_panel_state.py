@@ -73,14 +73,3 @@ def test_the_default_model_choice_leaves_the_engine_its_pair(tmp_path):
     assert model_argument("other", cards) == str(tmp_path / "b.json")
     assert model_argument("gone", cards) == ""
     assert {"brats-segresnet", "brats-segresnet-native"} <= set(model_cards())
-
-
-def test_after_a_run_the_status_line_says_what_preprocessing_did_and_which_model_ran():
-    from braintumorseg.run_summary import processing_summary
-    registration = [{"modality": "t2", "registered": True, "rating": "good", "score": 0.81},
-                    {"modality": "flair", "registered": False, "rating": "good", "score": 0.9}]
-    assert processing_summary(registration, "brain template registered onto the T1", "atlas pose", "t1c",
-                              "brats-segresnet-native 1.0.0") == (
-        "Registered onto the T1Gd: T2 (good, 0.81). Already aligned: FLAIR (good, 0.90). Skull stripping: brain "
-        "template registered onto the T1. Network grid: atlas pose. Model: brats-segresnet-native 1.0.0.")
-    assert processing_summary([], "", "") == ""

@@ -103,7 +103,20 @@ def test_a_scanner_native_exam_is_segmented_by_the_native_model(tiny_card, synth
     assert pipeline.card_for(case) is tiny_card
     assert pipeline.card_for(replace(case, scanner_native=True)) is native
     assert Pipeline(tiny_card).card_for(replace(case, scanner_native=True)) is tiny_card
+    seen = []
+    pipeline.progress = lambda stage, fraction: seen.append((stage, fraction))
     report = pipeline.segment_files(synthetic, tmp_path / "seg.nii.gz")  # one grid, skull-stripped
-    assert report.model == "tiny-test 0.0.1"
+    assert report.model == "tiny-test 0.0.1" and "load model" in report.stage_seconds
+    t2 = sitk.ReadImage(str(synthetic["t2"]))  # the T2 on a grid of its own, as a scanner writes each series
+    coarser = sitk.Resample(t2, [24, 28, 26], sitk.Transform(), sitk.sitkLinear, t2.GetOrigin(), (3.3, 3.3, 3.3),
+                            t2.GetDirection())
+    sitk.WriteImage(coarser, str(tmp_path / "t2_own_grid.nii.gz"))
+    seen.clear()
+    report = pipeline.segment_files(dict(synthetic, t2=tmp_path / "t2_own_grid.nii.gz"), tmp_path / "seg2.nii.gz")
+    assert report.model == "tiny-native 0.0.1" and "load model" in report.stage_seconds
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    report = pipeline.segment_files(synthetic, tmp_path / "seg3.nii.gz")  # both loaded now: none loads again
+    assert report.model == "tiny-test 0.0.1" and "load model" not in report.stage_seconds
     with pytest.raises(InputError, match="reads other channels or another normalization"):
         Pipeline(tiny_card, native_card=replace(native, channels=["t1", "t1c", "flair"]))

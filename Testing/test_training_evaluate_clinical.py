@@ -33,3 +33,17 @@ def test_pristine_and_clinical_like_side_by_side(tmp_path, tiny_card, capsys):
     written = (exam / "Brats18_A_1_t2.nii.gz").stat().st_mtime_ns
     assert main(argv) == 0
     assert (exam / "Brats18_A_1_t2.nii.gz").stat().st_mtime_ns == written
+
+
+def test_the_shipped_pair_is_evaluated_with_native_model(tmp_path, tiny_card):
+    """--native-model adds the model for scanner-native exams; means.json names both and records its checksum."""
+    from conftest import make_tiny_card
+    native = make_tiny_card(tmp_path / "native", seed=1, name="tiny-native")
+    data = tmp_path / "data"
+    brats_case(data, "Brats18_A_1", seed=0)
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(data), "--model", str(tiny_card.path), "--native-model", str(native.path),
+                 "--out", str(out), "--subsets", "all", "--no-bias-correction", "--no-tta", "--clinical-like", "3"]) == 0
+    result = json.loads((out / "means.json").read_text())
+    assert result["model"] == "tiny-test 0.0.1 (tiny-native 0.0.1 for scanner-native exams)"
+    assert (result["sha256"], result["native_sha256"]) == (tiny_card.sha256, native.sha256)

@@ -302,6 +302,7 @@ def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys
     flair = [float(r["WT_dice"]) for r in rows if r["subset"] == "flair"]
     assert means["flair"]["WT"]["dice_mean"] == pytest.approx(np.mean(flair), abs=1e-4)
     assert "| flair+t1c |" in (out / "means.md").read_text()
+    assert json.loads((out / "means.json").read_text())["native_sha256"] is None
     precision = str(compute_dtype(select_device("auto"))).removeprefix("torch.")  # the engine's default
     assert json.loads((out / "means.json").read_text())["pipeline"] == {"engine": __version__,
                                                                      "bias_correction": False, "register": "auto",
@@ -329,6 +330,13 @@ def test_evaluate_scores_each_case_with_the_subsets_it_has(run, prepared, capsys
     assert main(["export", "--run", str(run), "--out", str(prepared / "model-refused"), "--checkpoint",
                  "checkpoint", "--evaluation", str(other)]) == 2
     assert "scores other weights" in capsys.readouterr().err and not (prepared / "model-refused").exists()
+    pair = prepared / "evaluation-pair"  # evaluate --native-model scores two models: no card's own evaluation
+    pair.mkdir()
+    (pair / "means.json").write_text(json.dumps(dict(json.loads((out / "means.json").read_text()),
+                                                     native_sha256="1" * 64)))
+    assert main(["export", "--run", str(run), "--out", str(prepared / "model-refused"), "--checkpoint",
+                 "checkpoint", "--evaluation", str(pair)]) == 2
+    assert "scores a pair of models" in capsys.readouterr().err and not (prepared / "model-refused").exists()
 
 
 def test_bad_inputs_get_one_clear_sentence(run, prepared, capsys):

@@ -221,7 +221,8 @@ def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
     write_text_atomic(buffer.getvalue(), settings.out / "cases.csv")
     table = summarize(rows, tuple(subsets))
     segmentation = settings.segmentation
-    result = {"model": pipeline.models(), "sha256": card.sha256, "means": table,
+    result = {"model": pipeline.models(), "sha256": card.sha256,
+              "native_sha256": native_card.sha256 if native_card is not None else None, "means": table,
               "cases": sorted({r["case"] for r in rows}),
               "pipeline": {"engine": __version__, "bias_correction": segmentation.preprocess.bias_correction,
                            "register": segmentation.preprocess.register,

@@ -210,6 +210,9 @@ def read_evaluation(folder: Path, sha256: str) -> dict[str, Any]:
     if not isinstance(result.get("cases"), list) or not isinstance(result.get("means"), dict):
         raise InputError(f"{path} lacks the cases and means that `python -m training evaluate` writes; "
                          "evaluate the card again.")
+    if result.get("native_sha256"):
+        raise InputError(f"{path} scores a pair of models ({result.get('model')}), not one card's weights: "
+                         "evaluate the exported card alone (without --native-model) for its --evaluation.")
     if result.get("sha256") != sha256:
         raise InputError(f"{path} scores other weights ({result.get('model')}, sha256 "
                          f"{str(result.get('sha256'))[:12]}…), not the ones being exported ({sha256[:12]}…): "

@@ -34,7 +34,7 @@ from braintumorseg.metrics import region_scores
 from braintumorseg.modalities import MODALITIES
 from braintumorseg.modelcard import ModelCard
 from braintumorseg.output_paths import write_text_atomic
-from braintumorseg.pipeline import Pipeline, SegmentationSettings, model_cards
+from braintumorseg.pipeline import Pipeline, SegmentationSettings, models_for, models_in_words
 from braintumorseg.preprocessing import PreprocessSettings
 from braintumorseg.registration import mutual_information_registration
 from braintumorseg.resources import sample_case
@@ -129,7 +129,7 @@ def run(variants: Sequence[Variant], card: ModelCard, copy: bool = True, native_
     consensus = sitk.ReadImage(str(sample["label"]))
     raw_images = {m: read_image(raw_files[m], m) for m in MODALITIES}
     to_raw = sample_to_raw(raw_images["t1c"], sample_images["t1c"])
-    results: dict = {"model": Pipeline(card, native_card=native_card).models(), "runs": {}}
+    results: dict = {"model": models_in_words(card, native_card), "runs": {}}
 
     for smooth, how in ((False, "nearest"), (True, "smooth")):
         on_raw = carried(consensus, raw_images["t1c"], to_raw.GetInverse(), smooth)
@@ -178,7 +178,9 @@ def print_table(results: dict) -> None:
             gaps = ", ".join(f"{r} {run_['scores'][r]['dice'] - copy[r]['dice']:+.3f}" for r in REGIONS)
             print(f"  {name}: Dice minus the preprocessed copy's: {gaps}")
             if "network_space" in run_ and run_["warnings"]:
-                print(f"    {processing_summary(run_['registration'], run_['skull_stripping'], run_['network_space'], 't1c')}")
+                summary = processing_summary(run_["registration"], run_["skull_stripping"], run_["network_space"],
+                                             "t1c", run_.get("model", ""))
+                print(f"    {summary}")
             for warning in run_["warnings"]:
                 print(f"    warning: {warning}")
 
@@ -196,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     variants = [parse_variant(v) for v in (args.variant or ["defaults"])]
-    card, native_card = model_cards(args.model)
+    card, native_card = models_for(args.model)
     results = run(variants, card, native_card=native_card)
     print_table(results)
     if args.json:

@@ -31,8 +31,7 @@ from .cohort import Threads, run_cohort
 from .settings import CohortSettings
 from .output_paths import write_text_atomic
 from .modelcard import ModelCard
-from .pipeline import Pipeline, SegmentationSettings
-from .resources import default_model_card
+from .pipeline import Pipeline, SegmentationSettings, models_for, models_in_words
 
 
 def labels_of(folder: Path) -> dict[str, np.ndarray]:
@@ -40,7 +39,8 @@ def labels_of(folder: Path) -> dict[str, np.ndarray]:
 
 
 def cohort_throughput(cases_dir: Path, count: int, workers: Sequence[int], card: ModelCard,
-                      settings: SegmentationSettings = SegmentationSettings(), rounds: int = 1) -> list[dict]:
+                      settings: SegmentationSettings = SegmentationSettings(), rounds: int = 1,
+                      native_card: ModelCard | None = None) -> list[dict]:
     """`rounds` runs of the first `count` cases per worker count, the order reversed every other round (so that
     a load from other programs falls on each count alike); wall seconds and cases per hour of each run."""
     cases = find_batch_cases(cases_dir)[:count]
@@ -50,7 +50,8 @@ def cohort_throughput(cases_dir: Path, count: int, workers: Sequence[int], card:
         for run, n in enumerate(order):
             out = Path(scratch) / f"run-{run}-workers-{n}"
             start = time.perf_counter()
-            summary = run_cohort(cases, out, Pipeline(card, settings), CohortSettings(workers=n))
+            summary = run_cohort(cases, out, Pipeline(card, settings, native_card=native_card),
+                                 CohortSettings(workers=n))
             wall = time.perf_counter() - start
             if summary.failed:
                 raise RuntimeError(f"{len(summary.failed)} case(s) failed: {summary.failed[0].message}")
@@ -79,11 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         Threads(args.threads, args.threads).apply()
-    card = ModelCard.load(args.model or default_model_card())
+    card, native_card = models_for(args.model)
     threads = Threads.of_this_process()
-    print(f"{card.name} {card.version} on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"{models_in_words(card, native_card)} on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} with {threads.torch} threads, ITK {threads.itk} threads")
-    rows = cohort_throughput(args.cases, args.count, args.workers, card, rounds=args.rounds)
+    rows = cohort_throughput(args.cases, args.count, args.workers, card, rounds=args.rounds, native_card=native_card)
     for row in rows:
         print(f"workers {row['workers']}: {row['cases']} cases in {row['seconds']:.1f} s = "
               f"{row['cases_per_hour']:.1f} cases/hour (load average {row['load_average_1min_after']:.1f} after; "

@@ -28,6 +28,7 @@ from .postprocessing import (CorelessCluster, PostprocessSettings, StrayCoreClus
                              coreless_clusters, edge_faces, stray_core_clusters)
 from .preprocessing import PreparedCase, Preprocessor, PreprocessSettings, model_grid_shape, resize, stack_channels
 from .protocol import DONE, STAGE_WEIGHTS
+from .resources import default_model_card, native_exam_model_card
 from .rano import measure_lesions
 from .reliability import subset_warnings
 from .sequence_check import SequenceChecker, SequenceCheckSettings
@@ -116,13 +117,20 @@ class PreparedInputs:
     weights: dict[str, float]
 
 
-def model_cards(model: str | os.PathLike | None = None) -> tuple[ModelCard, ModelCard | None]:
+def models_for(model: str | os.PathLike | None = None) -> tuple[ModelCard, ModelCard | None]:
     """The given model card alone, or the shipped pair: the default and the one for scanner-native exams."""
-    from .resources import default_model_card, native_exam_model_card
     if model:
         return ModelCard.load(model), None
     native = native_exam_model_card()
     return ModelCard.load(default_model_card()), ModelCard.load(native) if native else None
+
+
+def models_in_words(card: ModelCard, native_card: ModelCard | None = None) -> str:
+    """"name version", and the scanner-native model's beside it."""
+    words = f"{card.name} {card.version}"
+    if native_card is not None:
+        words += f" ({native_card.name} {native_card.version} for scanner-native exams)"
+    return words
 
 
 def tumour_volumes_ml(classes: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
@@ -151,7 +159,7 @@ class Pipeline:
         self.cancel = cancel or CancelToken()
         self.preprocessor = Preprocessor(settings.preprocess, card.normalization)
         self.sequence_checker = SequenceChecker(settings.sequence_check)
-        self._segmenters: dict[str, Segmenter] = {}  # by the card's sha256
+        self._segmenters: dict[int, Segmenter] = {}  # by id() of the card: each loaded once, when first needed
         self._whole_tumour: tuple[np.ndarray, PreparedCase] | None = None  # last run's WT probability, its case
         self._report = SegmentationReport()
         self._done = 0.0
@@ -165,7 +173,7 @@ class Pipeline:
         if run.threads:
             torch.set_num_threads(run.threads)
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(run.threads)
-        card, native_card = model_cards(run.model)
+        card, native_card = models_for(run.model)
         return cls(card, SegmentationSettings.from_run(run), progress, cancel, native_card)
 
     @contextmanager
@@ -186,7 +194,8 @@ class Pipeline:
         probability map, report) atomically."""
         self._start(files=True)
         images = self._read(inputs)
-        self._load_model()
+        if self.native_card is None:  # else the case's model is known after preprocessing
+            self._load_model(self.card)
         return self.finish_files(self._prepared(images), output, report_path, probability_path)
 
     def prepare_files(self, inputs: Mapping[str, str | os.PathLike] | DicomStudy) -> PreparedInputs:
@@ -255,7 +264,7 @@ class Pipeline:
                                           label_convention=self.settings.label_convention)
         self._done = 0.0
         self._wall = time.perf_counter()
-        skipped = {"load model"} if self.card.sha256 in self._segmenters else set()
+        skipped = {"load model"} if all(id(c) in self._segmenters for c in self._cards()) else set()
         if not self.settings.preprocess.bias_correction:
             skipped.add("bias correction")
         if not files:
@@ -264,27 +273,25 @@ class Pipeline:
         self._weights = {k: v / sum(planned.values()) for k, v in planned.items()}
 
     def _segment(self, images: dict[str, sitk.Image]) -> sitk.Image:
-        self._load_model()
         return self._finish(self._prepare(images))
+
+    def _cards(self) -> list[ModelCard]:
+        return [self.card] + ([self.native_card] if self.native_card is not None else [])
 
     def models(self) -> str:
         """The models this pipeline segments with, in words."""
-        words = f"{self.card.name} {self.card.version}"
-        if self.native_card is not None:
-            words += f" ({self.native_card.name} {self.native_card.version} for scanner-native exams)"
-        return words
+        return models_in_words(self.card, self.native_card)
 
     def card_for(self, prepared: PreparedCase) -> ModelCard:
         """The model that segments this case: the scanner-native one for an exam that needed aligning or skull
         stripping, when the pipeline has one; else the default."""
         return self.native_card if self.native_card is not None and prepared.scanner_native else self.card
 
-    def _load_model(self, card: ModelCard | None = None) -> Segmenter:
-        card = card or self.card
-        if card.sha256 not in self._segmenters:
+    def _load_model(self, card: ModelCard) -> Segmenter:
+        if id(card) not in self._segmenters:
             with self._stage("load model"):
-                self._segmenters[card.sha256] = Segmenter(card, self.settings.inference)
-        return self._segmenters[card.sha256]
+                self._segmenters[id(card)] = Segmenter(card, self.settings.inference)
+        return self._segmenters[id(card)]
 
     def _prepare(self, images: dict[str, sitk.Image]) -> PreparedCase:
         if not images:

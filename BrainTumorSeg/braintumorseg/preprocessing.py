@@ -73,7 +73,7 @@ class PreparedCase:
     alignment: list[AlignmentRating] = field(default_factory=list)
     skull_stripping: str = ""
     network_space: str = "native"
-    scanner_native: bool = False  # the inputs needed aligning or skull stripping: not one BraTS-like set
+    scanner_native: bool = False  # inputs on several grids, registered or skull-stripped here: not a BraTS-like set
 
     @property
     def output_grid(self) -> sitk.Image:
@@ -149,8 +149,9 @@ class Preprocessor:
         check()
         with stage("normalization"):
             channels = {m: self.normalize(m, a, mask) for m, a in arrays.items()}
+        one_grid = all(same_grid(image, images[reference_modality(list(images))]) for image in images.values())
         return PreparedCase(reference, box, mask, channels, spacing_zyx, warnings, native, ratings, stripping, space,
-                            not bratslike)
+                            not (bratslike and one_grid))
 
     def align(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, dict[str, np.ndarray], list[str],
                                                            dict[str, sitk.Transform], list[AlignmentRating]]:
