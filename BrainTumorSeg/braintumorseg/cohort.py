@@ -1,4 +1,4 @@
-"""Running a cohort: resume, shards, worker processes preparing cases for one model, and a Dask backend.
+"""Running a cohort: resume, shards, worker processes preparing cases for the models, and a Dask backend.
 
 A case is finished when its report JSON, written last and atomically after the label map, carries the
 case's fingerprint: the SHA-256 of its input files' contents, the run settings, the model card and the
@@ -257,7 +257,7 @@ def run_with_workers(jobs: list[Job], pipeline: Pipeline, workers: int, threads:
             yield result
 
 
-# ---- Dask: each worker process keeps one model; its threads prepare cases while one runs the network -----
+# ---- Dask: each worker process keeps the models; its threads prepare cases while one runs the network ----
 
 _dask_state: dict = {}
 _dask_lock = threading.Lock()

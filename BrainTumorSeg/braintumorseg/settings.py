@@ -45,8 +45,9 @@ def _option(default: Any, help: str, **flag: Any) -> Any:
 class RunSettings:
     """What a user can set for one run (the model's own settings come from its card)."""
 
-    model: str = _option("", "one model card for every input (default: the shipped pair, brats-segresnet and, for exams "
-                                "that need aligning or skull stripping, brats-segresnet-native)", metavar="CARD.json")
+    model: str = _option("", "one model card for every input (default: the shipped pair, brats-segresnet and, "
+                             "for exams that need aligning or skull stripping, brats-segresnet-native)",
+                         metavar="CARD.json")
     device: str = _option("auto", "where the network runs; auto = CUDA, then MPS, then CPU (default: auto)",
                           choices=DEVICES, parameter="device")
     bias_correction: bool = _option(True, "N4 bias-field correction (default: on)", parameter="biasCorrection")
@@ -118,7 +119,7 @@ class CohortSettings:
     """How `batch` runs its cases (docs/cohorts.md); none of this changes the labels."""
 
     workers: int = _option(0, "processes reading and preprocessing the next cases (registration, N4, "
-                              "normalization) while this one runs the network, the one model in memory; 0 = one "
+                              "normalization) while this one runs the network, each model in memory once; 0 = one "
                               "case after another (default 0). With --backend dask --scheduler local: the local "
                               "cluster's processes", metavar="N", minimum=0)
     retry_failed: bool = _option(False, "segment again the cases that failed in an earlier run into OUTDIR "
@@ -126,8 +127,8 @@ class CohortSettings:
                                         "unchanged; default: off)")
     shard: str = _option("", "do only shard K of N of the cases found (every N-th from the K-th), for job arrays; "
                              "writes summary-shard-K-of-N.json/.csv", metavar="K/N")
-    backend: str = _option("local", "local = this machine; dask = one task per case on a Dask cluster, one model "
-                                    "per worker process (pip install 'braintumorseg[dask]'; default local)",
+    backend: str = _option("local", "local = this machine; dask = one task per case on a Dask cluster, the models "
+                                    "once per worker process (pip install 'braintumorseg[dask]'; default local)",
                            choices=BACKENDS)
     scheduler: str = _option("local", "with --backend dask: the scheduler's address (tcp://host:8786), or local "
                                       "for a cluster on this machine (default local)", metavar="ADDRESS")
