@@ -179,9 +179,9 @@ def test_pack_and_unpack_refuse_what_they_cannot_use(prepared, capsys):
 def test_export_and_the_engine_segments_with_it(run, prepared):
     out = prepared / "model"
     assert main(["export", "--run", str(run), "--out", str(out), "--version", "0.0.1",
-                 "--data-note", "synthetic test cases"]) == 0
+                 "--data-note", "synthetic test cases", "--description", "a tiny test model"]) == 0
     card = ModelCard.load(out / "model.json")
-    assert card.sha256 == sha256_of(out / "model.safetensors")
+    assert card.sha256 == sha256_of(out / "model.safetensors") and card.description == "a tiny test model"
     assert card.spacing == [4.0, 4.0, 4.0] and card.divisible_by == 8 and card.roi_size == [128] * 3
     assert card.subset_tta  # trained with modality dropout, so TTA may zero sequences
     assert card.training["training_cases"] == 2 and card.training["validation_cases"] == [VALIDATION]

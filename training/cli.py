@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--version", default="1.0.0")
     export.add_argument("--roi", type=int, default=128, help="sliding-window size on the model grid")
     export.add_argument("--data-note", help="what the training data were and their terms (default: BraTS)")
+    export.add_argument("--description", help="what the model is for, in the card (default: the network's outputs)")
     export.add_argument("--evaluation", type=Path,
                         help="--out folder of `evaluate` on the validation cases: its means go into the card")
 
@@ -151,6 +152,8 @@ def _export(args: argparse.Namespace) -> int:
                               evaluation=args.evaluation, average_from=args.average_from, blend=args.blend)
     if args.data_note:
         settings = replace(settings, data_note=args.data_note)
+    if args.description:
+        settings = replace(settings, description=args.description)
     card = export_run(settings)
     print(f"exported {card.name} {card.version} to {card.path} (sha256 {card.sha256[:12]}…)")
     return 0
