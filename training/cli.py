@@ -109,8 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("roots", nargs="+", type=Path, help="folders holding labelled cases")
     evaluate.add_argument("--model", type=Path, required=True, help="model card (.json)")
     evaluate.add_argument("--native-model", type=Path, metavar="CARD",
-                          help="model card for the scanner-native exams (inputs that need aligning or skull stripping), "
-                               "as the engine pairs its two shipped models")
+                          help="model card for the scanner-native exams (inputs that need aligning or skull "
+                               "stripping), as the engine pairs its two shipped models")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for cases.csv, means.json, means.md")
     evaluate.add_argument("--cases", nargs="*", default=[], help="only these case names")
     evaluate.add_argument("--subsets", default="all,flair+t1c,flair+t1,flair",

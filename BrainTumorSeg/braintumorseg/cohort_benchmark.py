@@ -82,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         Threads(args.threads, args.threads).apply()
     card, native_card = models_for(args.model)
     threads = Threads.of_this_process()
-    print(f"{models_in_words(card, native_card)} on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__} with {threads.torch} threads, ITK {threads.itk} threads")
+    print(f"{models_in_words(card, native_card)} on {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, torch {torch.__version__} with {threads.torch} threads, ITK {threads.itk} threads")
     rows = cohort_throughput(args.cases, args.count, args.workers, card, rounds=args.rounds, native_card=native_card)
     for row in rows:
         print(f"workers {row['workers']}: {row['cases']} cases in {row['seconds']:.1f} s = "

@@ -117,6 +117,7 @@ class Preprocessor:
             template_stripped = case_to_template is not None
             stripped_here = stripping not in (SKULL_KEPT, SKULL_ALREADY_STRIPPED)
             bratslike = not transforms and not stripped_here
+            scanner_native = not bratslike or not all(same_grid(image, reference) for image in images.values())
             wants_atlas = self.settings.network_space == "atlas" or (
                 self.settings.network_space == "auto" and not bratslike)
             if wants_atlas and case_to_template is None:
@@ -149,9 +150,8 @@ class Preprocessor:
         check()
         with stage("normalization"):
             channels = {m: self.normalize(m, a, mask) for m, a in arrays.items()}
-        one_grid = all(same_grid(image, images[reference_modality(list(images))]) for image in images.values())
         return PreparedCase(reference, box, mask, channels, spacing_zyx, warnings, native, ratings, stripping, space,
-                            not (bratslike and one_grid))
+                            scanner_native)
 
     def align(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, dict[str, np.ndarray], list[str],
                                                            dict[str, sitk.Transform], list[AlignmentRating]]:
