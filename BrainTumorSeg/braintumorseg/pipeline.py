@@ -142,7 +142,7 @@ def tumour_volumes_ml(classes: np.ndarray, spacing: tuple[float, ...]) -> dict[s
 
 class Pipeline:
     """Segments cases; reusable across cases (each model is loaded once). `native_card`, when given, is the
-    model for scanner-native exams (inputs that needed aligning or skull stripping); `card` segments the rest."""
+    model for scanner-native exams (`card_for`); `card` segments the rest."""
 
     def __init__(self, card: ModelCard, settings: SegmentationSettings = SegmentationSettings(),
                  progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
@@ -283,8 +283,8 @@ class Pipeline:
         return models_in_words(self.card, self.native_card)
 
     def card_for(self, prepared: PreparedCase) -> ModelCard:
-        """The model that segments this case: the scanner-native one for an exam that needed aligning or skull
-        stripping, when the pipeline has one; else the default."""
+        """The model that segments this case: the scanner-native one for an exam on several grids, registered or
+        skull-stripped here (`PreparedCase.scanner_native`), when the pipeline has one; else the default."""
         return self.native_card if self.native_card is not None and prepared.scanner_native else self.card
 
     def _load_model(self, card: ModelCard) -> Segmenter:
@@ -315,7 +315,7 @@ class Pipeline:
         self._report.model = f"{card.name} {card.version}"
         self._report.warnings.extend(subset_warnings(card.channels, card.metrics, list(prepared.channels)))
         with self._stage("inference"):
-            probabilities = self._infer(prepared, card, segmenter)
+            probabilities = self._infer(prepared, segmenter)
             self._whole_tumour = (probabilities[0].copy(), prepared)  # a map is made only when one is asked for
         with self._stage("post-processing"):
             classes, box, spacing = self._classes_on_output_grid(probabilities, prepared, card.threshold)
@@ -346,8 +346,8 @@ class Pipeline:
         classes = classes_from_probabilities(on_native, spacing, self.settings.postprocess, threshold)
         return classes, (slice(None),) * 3, spacing
 
-    def _infer(self, prepared: PreparedCase, card: ModelCard, segmenter: Segmenter) -> np.ndarray:
-        on_model_grid, cropped_shape = model_input_for_case(prepared, card)
+    def _infer(self, prepared: PreparedCase, segmenter: Segmenter) -> np.ndarray:
+        on_model_grid, cropped_shape = model_input_for_case(prepared, segmenter.card)
         probabilities = segmenter.predict(on_model_grid, self.cancel.check)
         return resize(torch.from_numpy(probabilities), cropped_shape).numpy()
 
