@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from braintumorseg.errors import InputError
 from braintumorseg.preprocessing import PreprocessSettings, Preprocessor, register_mode
-from braintumorseg.registration import FAILED_ALIGNMENT, GOOD_ALIGNMENT, edge_alignment, rate, register_rigid
+from braintumorseg.registration import FAILED_ALIGNMENT, GOOD_ALIGNMENT, coarse, edge_alignment, rate, register_rigid
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,7 @@ def test_the_check_catches_a_broken_registration(small):
     t1c, t2 = small["t1c"], moved(small["t2"], 8.0, 5.0)
     good = register_rigid(t2, t1c)
     assert edge_alignment(t2, t1c, good) >= GOOD_ALIGNMENT
+    assert edge_alignment(t2, t1c, good, coarse(t1c)) == edge_alignment(t2, t1c, good)  # the reference made once
     centre = t1c.TransformContinuousIndexToPhysicalPoint([s / 2 for s in t1c.GetSize()])
     broken = sitk.CompositeTransform([good, sitk.Euler3DTransform(centre, 0.35, 0.0, 0.35, (12.0, 0.0, 0.0))])
     score = edge_alignment(t2, t1c, broken)

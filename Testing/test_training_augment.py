@@ -100,6 +100,10 @@ def test_sampler_clinical_batches_are_reproducible_and_keep_label_on_t1gd():
     assert torch.equal(image, again) and torch.equal(label, label_again)
     plain = PatchSampler([case], SamplerSettings(patch=20, augmentation="strong", modality_dropout=0.0), 5)
     assert not torch.equal(plain.batch(7, 3)[0], image)
+    thick = SamplerSettings(patch=20, augmentation="clinical", modality_dropout=0.0,
+                            clinical=ClinicalAugmentSettings(probability=1.0, thick_prob=1.0))
+    assert PatchSampler([case], thick, 5).clinical.settings.thick_prob == 1.0
+    assert not torch.equal(PatchSampler([case], thick, 5).batch(7, 3)[0], image)
     for index in range(3):  # the bright T1Gd tumour is where the label is, whatever rotation was drawn
         t1c, tumour = image[index, T1C], label[index, 0] > 0
         if tumour.sum() > 20 and (~tumour).sum() > 20:

@@ -237,7 +237,8 @@ def test_finetune_starts_from_a_card_and_export_names_it(run, prepared):
     out = prepared / "finetuned"
     assert main(["finetune", "--weights", str(parent / "model.json"), "--cache", str(prepared / "cache"),
                  "--out", str(out), "--steps", "1", "--lr", "0", "--patch", "32", "--init-filters", "8",
-                 "--val-every", "100", "--checkpoint-every", "100", "--modality-dropout", "0.25"]) == 0
+                 "--val-every", "100", "--checkpoint-every", "100", "--modality-dropout", "0.25",
+                 "--augmentation", "clinical", "--thick-share", "0.9"]) == 0
     assert main(["export", "--run", str(out), "--out", str(prepared / "model-child"),
                  "--checkpoint", "checkpoint"]) == 0
     child, parent_card = (ModelCard.load(d / "model.json") for d in (prepared / "model-child", parent))
@@ -245,6 +246,7 @@ def test_finetune_starts_from_a_card_and_export_names_it(run, prepared):
                                               "sha256": parent_card.sha256, "steps": 4,
                                               "hours": parent_card.training["hours"]}
     assert child.training["config"]["modality_dropout"] == 0.25
+    assert child.training["config"]["thick_share"] == 0.9 and child.training["config"]["clinical_share"] == 0.6
     assert json.loads((out / "checkpoint.json").read_text())["started_from"] == child.training["started_from"]
     started, finetuned = model_weights(parent / "model.safetensors"), model_weights(out / "checkpoint.safetensors")
     assert all(torch.equal(started[k], finetuned[k]) for k in started), "lr 0 keeps the parent's weights"
@@ -351,6 +353,9 @@ def test_bad_inputs_get_one_clear_sentence(run, prepared, capsys):
     assert main(["train", "--cache", str(prepared / "cache"), "--out", str(prepared / "x"),
                  "--modality-dropout", "1.5"]) == 2
     assert "--modality-dropout is a share between 0 and 1, not 1.5" in capsys.readouterr().err
+    assert main(["train", "--cache", str(prepared / "cache"), "--out", str(prepared / "x"),
+                 "--thick-share", "-0.1"]) == 2
+    assert "--thick-share is a share between 0 and 1, not -0.1" in capsys.readouterr().err
     assert main(["train", "--cache", str(prepared / "cache"), "--out", str(prepared / "x"),
                  "--loader-workers", "-1"]) == 2
     assert "--loader-workers is a whole number of 0 or more, not -1" in capsys.readouterr().err

@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
                          help="intensity augmentation: standard, strong (wider contrast changes, blur), or "
                               "clinical (strong, plus thick slices, misregistration, bias and contrast per "
                               "sequence and head rotations to 20 degrees: training/augment.py)")
+        sub.add_argument("--clinical-share", type=float, metavar="P",
+                         help="clinical augmentation: share of patches made clinical-like (default: "
+                              "ClinicalAugmentSettings in training/augment.py)")
+        sub.add_argument("--thick-share", type=float, metavar="P",
+                         help="clinical augmentation: share of those patches' T1, T2 and FLAIR given thick slices "
+                              "(default: as above; in a scanner-native exam every 2D series is thick)")
         sub.add_argument("--modality-dropout", type=float, default=0.5, metavar="P",
                          help="share of complete-case patches trained with a subset of the modalities (default 0.5)")
         sub.add_argument("--val-every", type=int, default=250)
@@ -228,6 +234,8 @@ def _train(args: argparse.Namespace) -> int:
                          snapshot_every=args.snapshot_every, seed=args.seed, amp=not args.no_amp,
                          threads=args.threads, loader_workers=args.loader_workers, init_weights=init,
                          device=args.device)
+    config = replace(config, **{k: v for k in ("clinical_share", "thick_share")
+                                if (v := getattr(args, k)) is not None})
     meta = train(config, args.until)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"finished at step {meta['step']}; best step {meta.get('best_step')} "

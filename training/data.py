@@ -21,7 +21,7 @@ from monai.transforms import (
     RandShiftIntensityd,
 )
 
-from .augment import CLINICAL_ROTATION, ClinicalAugmentation
+from .augment import CLINICAL_ROTATION, ClinicalAugmentation, ClinicalAugmentSettings
 from .files import read_json
 
 MANIFEST = "manifest.json"
@@ -126,6 +126,7 @@ class SamplerSettings:
     foreground_fraction: float = 0.67
     modality_dropout: float = 0.5
     augmentation: str = "standard"
+    clinical: ClinicalAugmentSettings = ClinicalAugmentSettings()
 
 
 class PatchSampler:
@@ -139,7 +140,7 @@ class PatchSampler:
         clinical = settings.augmentation == "clinical"
         self.spatial = spatial_augmentation(CLINICAL_ROTATION, 0.5) if clinical else spatial_augmentation()
         self.intensity = intensity_augmentation(settings.augmentation)
-        self.clinical = ClinicalAugmentation() if clinical else None
+        self.clinical = ClinicalAugmentation(settings.clinical) if clinical else None
 
     def batch(self, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(image, regions, region mask) for `size` patches."""

@@ -23,6 +23,7 @@ from braintumorseg.settings import TRAINING_DEVICES
 from safetensors import SafetensorError
 from torch.nn.parallel import DistributedDataParallel
 
+from .augment import ClinicalAugmentSettings
 from .averaging import save_snapshot
 from .checkpoint import load_checkpoint, model_weights, save_checkpoint, weights_origin
 from .data import CachedCase, PatchSampler, SamplerSettings, load_cases, read_manifest, step_batches
@@ -50,6 +51,8 @@ class TrainConfig:
     foreground_fraction: float = 0.67
     modality_dropout: float = 0.5
     augmentation: str = "standard"
+    clinical_share: float = ClinicalAugmentSettings.probability  # `clinical`: share of patches made clinical-like
+    thick_share: float = ClinicalAugmentSettings.thick_prob  # `clinical`: their T1, T2, FLAIR given thick slices
     val_every: int = 250
     checkpoint_every: int = 50
     snapshot_every: int = 0
@@ -83,8 +86,10 @@ def check_config(config: TrainConfig, until: int = 0) -> None:
                          f"not {config.init_filters}.")
     if not (math.isfinite(config.lr) and config.lr >= 0):
         raise InputError(f"--lr is a learning rate of 0 or more (e.g. 2e-3), not {config.lr}.")
-    if not 0.0 <= config.modality_dropout <= 1.0:
-        raise InputError(f"--modality-dropout is a share between 0 and 1, not {config.modality_dropout}.")
+    for flag, share in (("--modality-dropout", config.modality_dropout), ("--clinical-share", config.clinical_share),
+                        ("--thick-share", config.thick_share)):
+        if not 0.0 <= share <= 1.0:
+            raise InputError(f"{flag} is a share between 0 and 1, not {share}.")
 
 
 def start_weights(config: TrainConfig, model: torch.nn.Module) -> None:
@@ -274,8 +279,9 @@ def train(config: TrainConfig, until: int = 0) -> dict:
     if world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     core = model.module if world > 1 else model
+    clinical = ClinicalAugmentSettings(probability=config.clinical_share, thick_prob=config.thick_share)
     sampler = PatchSampler(train_cases, SamplerSettings(config.patch, config.foreground_fraction,
-                                                        config.modality_dropout, config.augmentation),
+                                                        config.modality_dropout, config.augmentation, clinical),
                            config.seed, rank)
     loss_fn = RegionLoss(config.loss)
     amp = mixed_precision(config, device)

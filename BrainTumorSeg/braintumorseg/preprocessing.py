@@ -19,7 +19,7 @@ from .errors import InputError
 from .images import overlap_fraction, resample_to_reference, same_grid
 from .network_space import TRAINING_ORIENTATION, atlas_grid, reoriented
 from .registration import (FAILED_ALIGNMENT, GOOD_ALIGNMENT, SAME_GRID_GAIN, AlignmentRating, RegistrationSettings,
-                           edge_alignment, rate, register_rigid)
+                           coarse, edge_alignment, rate, register_rigid)
 from .modalities import DISPLAY_NAMES, MODALITIES, reference_modality
 from .normalization import NyulStandardizer, zscore
 from .settings import NETWORK_SPACES, REGISTER_MODES, SKULL_STRIP_MODES
@@ -168,6 +168,7 @@ class Preprocessor:
         warnings: list[str] = []
         transforms: dict[str, sitk.Transform] = {}
         ratings: list[AlignmentRating] = []
+        reference_small = coarse(reference) if self.register_mode != "off" and len(images) > 1 else None
         for modality, image in images.items():
             if modality == ref_name:
                 arrays[modality] = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
@@ -178,7 +179,7 @@ class Preprocessor:
                     f"{DISPLAY_NAMES[modality]} and {DISPLAY_NAMES[ref_name]} do not overlap in physical "
                     f"space ({overlap:.0%} of the {DISPLAY_NAMES[ref_name]} brain is covered): check that "
                     "they belong to the same patient and session, or register them first.")
-            rating = self._alignment(modality, image, reference, ref_name)
+            rating = self._alignment(modality, image, reference, ref_name, reference_small)
             if rating is not None:
                 ratings.append(rating)
             if rating is not None and rating.registered:
@@ -195,19 +196,20 @@ class Preprocessor:
             arrays[modality] = sitk.GetArrayFromImage(aligned).astype(np.float32, copy=False)
         return reference, arrays, warnings, transforms, ratings
 
-    def _alignment(self, modality: str, image: sitk.Image, reference: sitk.Image,
-                   ref_name: str) -> AlignmentRating | None:
-        """Register when the mode asks for it, check the result; None when nothing was checked (register off)."""
+    def _alignment(self, modality: str, image: sitk.Image, reference: sitk.Image, ref_name: str,
+                   reference_small: sitk.Image) -> AlignmentRating | None:
+        """Register when the mode asks for it, check the result; None when nothing was checked (register off).
+        `reference_small` is `coarse(reference)`, made once for all sequences."""
         mode = self.register_mode
         if mode == "off":
             return None
         in_place = None
         if mode == "auto":
-            in_place = edge_alignment(image, reference)
+            in_place = edge_alignment(image, reference, fixed_small=reference_small)
             if same_grid(image, reference) and in_place >= GOOD_ALIGNMENT:
                 return rate(modality, False, in_place)
         transform = register_rigid(image, reference, self.settings.registration)
-        score = edge_alignment(image, reference, transform)
+        score = edge_alignment(image, reference, transform, reference_small)
         if in_place is not None and in_place >= max(score, GOOD_ALIGNMENT):
             return rate(modality, False, in_place)  # registering made it no better: keep the scanner's geometry
         if in_place is not None and same_grid(image, reference) and in_place >= FAILED_ALIGNMENT \

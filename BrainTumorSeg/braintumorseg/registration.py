@@ -92,12 +92,15 @@ def coarse(image: sitk.Image, spacing_mm: float = CHECK_SPACING_MM) -> sitk.Imag
                          image.GetDirection(), 0.0, sitk.sitkFloat32)
 
 
-def edge_alignment(moving: sitk.Image, fixed: sitk.Image, transform: sitk.Transform | None = None) -> float:
+def edge_alignment(moving: sitk.Image, fixed: sitk.Image, transform: sitk.Transform | None = None,
+                   fixed_small: sitk.Image | None = None) -> float:
     """How well the edges of two images of one head coincide, whatever their contrasts: the mean squared cosine
     of the angle between their intensity gradients at 3 mm, weighted by the gradients' magnitudes, where both
-    were imaged (1 when every edge is parallel, about 0.4 for images of one head 25 mm apart)."""
+    were imaged (1 when every edge is parallel, about 0.4 for images of one head 25 mm apart). `fixed_small`:
+    `coarse(fixed)` when the caller checks several images against one."""
     transform = transform or sitk.Transform()
-    fixed_small = coarse(fixed)
+    if fixed_small is None:
+        fixed_small = coarse(fixed)
     moved = sitk.Resample(sitk.Cast(moving, sitk.sitkFloat32), fixed_small, transform, sitk.sitkLinear, 0.0)
     ones = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(moving)
