@@ -1,5 +1,4 @@
-"""N4 bias-field correction: the field is fitted on a shrunk image, interpolated linearly to full resolution and
-applied there."""
+"""N4 bias-field correction: the field is fitted on a shrunk image and applied at full resolution."""
 
 from __future__ import annotations
 
@@ -51,9 +50,6 @@ class BiasCorrector:
         n4.SetConvergenceThreshold(s.convergence)
         n4.SetNumberOfControlPoints([s.control_points] * 3)
         n4.Execute(small, small_mask)
-        # The smooth field on the shrunk grid, interpolated (edges extended): within 2 % (typically 0.2 %) of
-        # evaluating the B-spline at every full-resolution voxel, in a third of the time.
-        log_field = sitk.GetArrayFromImage(sitk.Resample(n4.GetLogBiasFieldAsImage(small), full, sitk.Transform(),
-                                                         sitk.sitkLinear, 0.0, sitk.sitkFloat32, True))
+        log_field = sitk.GetArrayFromImage(n4.GetLogBiasFieldAsImage(full))
         corrected = image / np.exp(log_field)
         return np.where(mask, corrected, image).astype(np.float32)
