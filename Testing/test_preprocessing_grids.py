@@ -10,7 +10,7 @@ from braintumorseg.images import same_grid
 from braintumorseg.registration import RegistrationSettings
 from braintumorseg.modalities import reference_modality
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
-from braintumorseg.preprocessing import PreprocessSettings, Preprocessor
+from braintumorseg.preprocessing import PreprocessSettings, Preprocessor, foreground_mask
 
 CENTRE = np.array([3.0, -5.0, 8.0])
 
@@ -91,6 +91,20 @@ def test_same_grid_input_is_copied_not_resampled(grids):
     _, arrays, warnings = Preprocessor().align({"t1c": t1c, "t2": copy})[:3]
     np.testing.assert_array_equal(arrays["t2"], sitk.GetArrayFromImage(copy))
     assert warnings == []
+
+
+def test_the_brain_mask_comes_from_the_sequences_on_the_reference_grid():
+    """A FLAIR of 6 mm slices, resampled onto the 2 mm T1Gd, spreads past the brain's edge by half a slice; that
+    shell is not brain, so the mask (and every channel's z-score) is the T1Gd's foreground alone."""
+    t1c = sampled((36, 38, 34), (2.0, 2.0, 2.0), (-32.0, -42.0, -25.0))
+    flair = sampled((36, 38, 12), (2.0, 2.0, 6.0), (-32.0, -42.0, -27.0))
+    preprocessor = Preprocessor(PreprocessSettings(bias_correction=False, register="off"))
+    reference, arrays = preprocessor.align({"t1c": t1c, "flair": flair})[:2]
+    prepared = preprocessor.run({"t1c": t1c, "flair": flair})
+    own = sitk.GetArrayFromImage(t1c) != 0
+    assert prepared.mask.sum() == own.sum() and prepared.mask.all(where=own[prepared.box])
+    assert foreground_mask(arrays).sum() > 1.05 * own.sum()  # the union the mask was before: 5 % more "brain"
+    assert prepared.scanner_native
 
 
 def test_registration_recovers_a_shift():

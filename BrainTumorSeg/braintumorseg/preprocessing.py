@@ -111,13 +111,14 @@ class Preprocessor:
             reference, arrays, warnings, transforms, ratings = self.align(images)
         check()
         with stage("brain mask"):
-            mask, case_to_template, stripping, mask_warnings = self.strip_skull(reference, arrays)
+            own_grid = tuple(m for m, image in images.items() if same_grid(image, reference))
+            mask, case_to_template, stripping, mask_warnings = self.strip_skull(reference, arrays, own_grid)
             warnings += mask_warnings
             native, space = None, "native"
             template_stripped = case_to_template is not None
             stripped_here = stripping not in (SKULL_KEPT, SKULL_ALREADY_STRIPPED)
             bratslike = not transforms and not stripped_here
-            scanner_native = not bratslike or not all(same_grid(image, reference) for image in images.values())
+            scanner_native = not bratslike or len(own_grid) < len(images)
             wants_atlas = self.settings.network_space == "atlas" or (
                 self.settings.network_space == "auto" and not bratslike)
             if wants_atlas and case_to_template is None:
@@ -127,7 +128,7 @@ class Preprocessor:
                 reference = atlas_grid(native, mask, case_to_template)
                 arrays = {m: sitk.GetArrayFromImage(resample_to_reference(images[m], reference, transforms.get(m)))
                           for m in arrays}
-                head = foreground_mask(arrays)
+                head = foreground_mask({m: arrays[m] for m in own_grid})
                 if template_stripped:
                     mask = head & self.extractor().mask_on(reference, case_to_template)
                 elif stripped_here:  # the learned extractor's brain, carried onto the atlas grid
@@ -259,11 +260,14 @@ class Preprocessor:
         mask, _, _, warnings = self.strip_skull(reference, arrays)
         return mask, warnings
 
-    def strip_skull(self, reference: sitk.Image, arrays: dict[str, np.ndarray]
+    def strip_skull(self, reference: sitk.Image, arrays: dict[str, np.ndarray], mask_from: tuple[str, ...] = ()
                     ) -> tuple[np.ndarray, sitk.Transform | None, str, list[str]]:
-        """The foreground voxels; within them the registered brain template when the skull is to be stripped.
-        Also the template registration (case points to template points, None when not run) and what was done."""
-        mask = foreground_mask(arrays)
+        """The foreground voxels of the `mask_from` arrays (default all); within them the registered brain template
+        when the skull is to be stripped. Also the template registration (case points to template points, None
+        when not run) and what was done. `run` takes the foreground from the sequences on the reference's own
+        grid: one resampled from thick slices spreads half a slice past the brain's edge, and counting that shell
+        as brain shifts every channel's z-score (docs/clinical-benchmark.md)."""
+        mask = foreground_mask({m: arrays[m] for m in mask_from} if mask_from else arrays)
         stripped = looks_skull_stripped(mask)
         mode = self.settings.skull_strip
         if mode == "off" or (mode == "auto" and stripped):
