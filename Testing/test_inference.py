@@ -52,6 +52,20 @@ def test_tta_averages_the_whole_tumour_over_the_subsets_that_keep_flair():
     assert np.allclose(weights[:8], [[1 / 16, 1 / 8, 1 / 8]]) and np.allclose(weights[8], [0.5, 0, 0])
 
 
+def test_with_thick_slices_the_core_is_read_over_the_subsets_that_keep_t1gd_and_flair():
+    plain = tta_plan((0, 1, 2, 3), CHANNELS)
+    passes, weights = tta_plan((0, 1, 2, 3), CHANNELS, thick_slices=True)
+    assert passes == plain[0] and np.allclose(weights[:, 0], plain[1][:, 0])  # same passes, the same WT
+    assert np.allclose(weights.sum(axis=0), 1)
+    core = {p.channels: w for p, w in zip(passes[8:], weights[8:, 1])}
+    assert np.allclose(weights[:8, 1:], 1 / 32)  # the given four: a quarter, over their 8 mirrors
+    assert {s for s, w in core.items() if w > 0} == {(0, 1, 3), (1, 2, 3), (1, 3)}
+    assert np.allclose([w for w in core.values() if w > 0], 1 / 4) and np.allclose(weights[:, 1], weights[:, 2])
+    for present in ((0, 2, 3), (1, 2)):  # without T1Gd or FLAIR, the core stays with the given channels
+        assert np.allclose(tta_plan(present, CHANNELS, thick_slices=True)[1], tta_plan(present, CHANNELS)[1])
+    assert np.allclose(tta_plan((0, 1, 2, 3), CHANNELS, False, True)[1], 1 / 8)  # no subsets without dropout
+
+
 @pytest.mark.parametrize("present, with_subsets", [((3,), True), ((0, 2), True), ((0, 1, 2, 3), False)])
 def test_tta_without_a_choice_of_subsets_is_the_eight_mirrors(present, with_subsets):
     passes, weights = tta_plan(present, CHANNELS, with_subsets)

@@ -104,7 +104,7 @@ def test_the_brain_mask_comes_from_the_sequences_on_the_reference_grid():
     own = sitk.GetArrayFromImage(t1c) != 0
     assert prepared.mask.sum() == own.sum() and prepared.mask.all(where=own[prepared.box])
     assert foreground_mask(arrays).sum() > 1.05 * own.sum()  # the union the mask was before: 5 % more "brain"
-    assert prepared.scanner_native
+    assert prepared.scanner_native and prepared.thick_slices == ("flair",)
 
 
 def test_registration_recovers_a_shift():
@@ -135,6 +135,7 @@ def test_any_subset_gives_labels_on_the_reference_grid(grids, tiny_card, subset)
     np.testing.assert_allclose(labels.GetDirection(), reference.GetDirection())
     assert set(np.unique(sitk.GetArrayFromImage(labels)).tolist()) <= {0, 1, 2, 4}
     assert set(report.volumes_ml) == {"necrotic_core", "edema", "enhancing", "tumour_core", "whole_tumour"}
+    assert report.thick_slices == (["t2"] if "t2" in subset else [])  # 3 mm apart; the others 2-2.2 mm
 
 
 def test_reference_choice():

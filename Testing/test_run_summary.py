@@ -12,4 +12,6 @@ def test_after_a_run_the_status_line_says_what_preprocessing_did_and_which_model
                               "brats-segresnet-native 1.0.0") == (
         "Registered onto the T1Gd: T2 (good, 0.81). Already aligned: FLAIR (good, 0.90). Skull stripping: brain "
         "template registered onto the T1. Network grid: atlas pose. Model: brats-segresnet-native 1.0.0.")
+    assert processing_summary([], "", "native", thick_slices=["t1", "flair"]) == (
+        "Thick slices: T1, FLAIR. Network grid: native.")
     assert processing_summary([], "", "") == ""

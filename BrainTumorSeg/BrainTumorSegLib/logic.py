@@ -187,7 +187,7 @@ class SegmentationLogic:
                                       processing_summary(report.get("registration", []),
                                                          report.get("skull_stripping", ""),
                                                          report.get("network_space", ""), report.get("reference", ""),
-                                                         report.get("model", "")))
+                                                         report.get("model", ""), report.get("thick_slices", [])))
         finally:
             shutil.rmtree(job.folder, ignore_errors=True)
 

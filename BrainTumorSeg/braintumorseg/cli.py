@@ -196,7 +196,7 @@ def pipeline_from_args(args: argparse.Namespace, progress=None, cancel: CancelTo
 
 def print_warnings(report: SegmentationReport) -> None:
     summary = processing_summary(report.registration, report.skull_stripping, report.network_space, report.reference,
-                                 report.model)
+                                 report.model, report.thick_slices)
     if summary:
         print(f"{PROG}: {summary}", file=sys.stderr)
     for warning in report.warnings:

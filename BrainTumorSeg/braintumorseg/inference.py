@@ -21,6 +21,9 @@ MIRRORS = [()] + [axes for n in (1, 2, 3) for axes in itertools.combinations((1,
 # The whole tumour is read from FLAIR hyperintensity: for a model card with `subset_tta` (a model trained
 # with modality dropout), TTA also averages it over the subsets of the given sequences that keep FLAIR.
 WT_KEY = "flair"
+# On an exam with thick-slice sequences (`thick_slices`), TTA reads tumour core and enhancing tumour over the
+# subsets that keep T1Gd and FLAIR as well: the same passes, weighted anew (docs/clinical-benchmark.md).
+CORE_KEYS = ("t1c", "flair")
 
 
 @dataclass(frozen=True)
@@ -106,32 +109,33 @@ class Pass:
     flip: tuple[int, ...]
 
 
-def wt_subsets(present: tuple[int, ...], key: int | None) -> list[tuple[int, ...]]:
-    """The given channels, then their other subsets that keep the key channel (none without it)."""
-    if key not in present:
+def keeping(present: tuple[int, ...], keys: tuple[int | None, ...]) -> list[tuple[int, ...]]:
+    """The given channels, then their other subsets that keep every key channel (none unless all are given)."""
+    if not all(key in present for key in keys):
         return [present]
     return [present] + [s for n in range(len(present) - 1, 0, -1) for s in itertools.combinations(present, n)
-                        if key in s]
+                        if all(key in s for key in keys)]
 
 
-def tta_plan(present: tuple[int, ...], channels: list[str],
-             with_subsets: bool = True) -> tuple[list[Pass], np.ndarray]:
+def tta_plan(present: tuple[int, ...], channels: list[str], with_subsets: bool = True,
+             thick_slices: bool = False) -> tuple[list[Pass], np.ndarray]:
     """Passes and their (passes, regions) weights. The given channels run in the 8 mirrors; `with_subsets`,
-    each other subset that keeps FLAIR runs once more (15 passes with all four). TC and ET are the mean of
-    the given channels' passes; WT is the mean over the subsets, each the mean of its passes."""
-    key = channels.index(WT_KEY) if with_subsets and WT_KEY in channels else None
-    subsets = wt_subsets(present, key)
+    each other subset that keeps FLAIR runs once more (15 passes with all four). WT is the mean over those
+    subsets, each the mean of its passes. TC and ET are the mean of the given channels' passes, or with
+    `thick_slices` the mean over the subsets that keep T1Gd and FLAIR, weighted the same way."""
+    index = {name: channels.index(name) if with_subsets and name in channels else None
+             for name in (WT_KEY,) + CORE_KEYS}
+    subsets = keeping(present, (index[WT_KEY],))
+    core = keeping(present, tuple(index[k] for k in CORE_KEYS)) if thick_slices else [present]
     given = len(MIRRORS)
     order = [present] * given + subsets[1:]
     passes = [Pass(s, MIRRORS[i % len(MIRRORS)]) for i, s in enumerate(order)]
     weights = np.zeros((len(passes), len(REGIONS)), np.float32)
-    wt = REGIONS.index("WT")
     for row, one in zip(weights, passes):
-        if one.channels == present:
-            row[:] = 1 / given
-            row[wt] = 1 / (given * len(subsets))
-        else:
-            row[wt] = 1 / len(subsets)
+        share = 1 / given if one.channels == present else 1.0
+        for region, sources in (("WT", subsets), ("TC", core), ("ET", core)):
+            if one.channels in sources:
+                row[REGIONS.index(region)] = share / len(sources)
     return passes, weights
 
 
@@ -153,14 +157,15 @@ class Segmenter:
         """The number format the network computes in on its current device."""
         return str(compute_dtype(self.device, self.settings.amp)).removeprefix("torch.")
 
-    def predict(self, volume: np.ndarray, check: Callable[[], None] = lambda: None) -> np.ndarray:
+    def predict(self, volume: np.ndarray, check: Callable[[], None] = lambda: None,
+                thick_slices: bool = False) -> np.ndarray:
         """Region probabilities (regions, z, y, x) for a (channels, z, y, x) model-grid volume whose
-        missing channels are zero."""
+        missing channels are zero; `thick_slices`: some came from thick slices (see `tta_plan`)."""
         tensor, shape = pad_to_multiple(torch.from_numpy(np.ascontiguousarray(volume, np.float32)),
                                         self.card.divisible_by)
         present = tuple(i for i in range(tensor.shape[0]) if tensor[i].any())
         if self.settings.tta:
-            passes, weights = tta_plan(present, list(self.card.channels), self.card.subset_tta)
+            passes, weights = tta_plan(present, list(self.card.channels), self.card.subset_tta, thick_slices)
         else:
             passes, weights = [Pass(present, ())], np.ones((1, len(REGIONS)), np.float32)
         total = torch.zeros((len(REGIONS),) + tuple(tensor.shape[1:]))

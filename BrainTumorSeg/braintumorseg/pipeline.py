@@ -101,6 +101,7 @@ class SegmentationReport:
     registration: list[dict] = field(default_factory=list)  # per sequence: registered?, edge alignment, rating
     skull_stripping: str = ""
     network_space: str = ""
+    thick_slices: list[str] = field(default_factory=list)  # inputs with slices > 2.5 mm apart (see `tta_plan`)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -304,6 +305,7 @@ class Pipeline:
         self._report.registration = [asdict(r) for r in prepared.alignment]
         self._report.skull_stripping = prepared.skull_stripping
         self._report.network_space = prepared.network_space
+        self._report.thick_slices = list(prepared.thick_slices)
         self._report.warnings.extend(prepared.warnings)
         self._report.warnings.extend(self.sequence_checker.contrast_warnings(prepared.channels, prepared.mask,
                                                                              prepared.spacing_zyx))
@@ -348,7 +350,7 @@ class Pipeline:
 
     def _infer(self, prepared: PreparedCase, segmenter: Segmenter) -> np.ndarray:
         on_model_grid, cropped_shape = model_input_for_case(prepared, segmenter.card)
-        probabilities = segmenter.predict(on_model_grid, self.cancel.check)
+        probabilities = segmenter.predict(on_model_grid, self.cancel.check, bool(prepared.thick_slices))
         return resize(torch.from_numpy(probabilities), cropped_shape).numpy()
 
 

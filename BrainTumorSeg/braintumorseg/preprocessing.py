@@ -31,6 +31,7 @@ NOT_SKULL_STRIPPED = ("the inputs do not look skull-stripped (non-zero voxels re
                       "the brain. Turn skull stripping on, or strip the skull first (e.g. HD-BET).")
 # The sequences in the order they resemble the T1 brain template that skull stripping registers.
 TEMPLATE_LIKE = ("t1", "t1c", "t2", "flair")
+THICK_SLICE_MM = 2.5  # 3D acquisitions and BraTS copies are 1-1.5 mm apart, 2D clinical series 3-6 mm
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class PreparedCase:
     skull_stripping: str = ""
     network_space: str = "native"
     scanner_native: bool = False  # inputs on several grids, registered or skull-stripped here: not a BraTS-like set
+    thick_slices: tuple[str, ...] = ()  # the inputs acquired with slices more than THICK_SLICE_MM apart
 
     @property
     def output_grid(self) -> sitk.Image:
@@ -151,8 +153,9 @@ class Preprocessor:
         check()
         with stage("normalization"):
             channels = {m: self.normalize(m, a, mask) for m, a in arrays.items()}
+        thick = tuple(m for m, image in images.items() if max(image.GetSpacing()) > THICK_SLICE_MM)
         return PreparedCase(reference, box, mask, channels, spacing_zyx, warnings, native, ratings, stripping, space,
-                            scanner_native)
+                            scanner_native, thick)
 
     def align(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, dict[str, np.ndarray], list[str],
                                                            dict[str, sitk.Transform], list[AlignmentRating]]:

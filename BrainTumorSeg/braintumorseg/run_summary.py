@@ -8,7 +8,7 @@ from .modalities import SHORT_NAMES
 
 
 def processing_summary(registration: Sequence[dict], skull_stripping: str, network_space: str,
-                       reference: str = "", model: str = "") -> str:
+                       reference: str = "", model: str = "", thick_slices: Sequence[str] = ()) -> str:
     """Which sequences were registered and how the check rated them, how the skull was stripped, the grid the
     network saw and the model that ran; "" when the report says none of it."""
     parts = []
@@ -21,6 +21,8 @@ def processing_summary(registration: Sequence[dict], skull_stripping: str, netwo
         parts.append("Already aligned: " + ", ".join(_rated(r) for r in kept) + ".")
     if skull_stripping:
         parts.append(f"Skull stripping: {skull_stripping}.")
+    if thick_slices:
+        parts.append("Thick slices: " + ", ".join(SHORT_NAMES.get(m, m) for m in thick_slices) + ".")
     if network_space:
         parts.append(f"Network grid: {network_space}.")
     if model:
