@@ -14,6 +14,7 @@ from braintumorseg.inference import (
     Segmenter,
     cpu_has_native_bfloat16,
     pad_to_multiple,
+    core_subsets,
     tta_plan,
 )
 from braintumorseg.modelcard import load_model
@@ -52,9 +53,12 @@ def test_tta_averages_the_whole_tumour_over_the_subsets_that_keep_flair():
     assert np.allclose(weights[:8], [[1 / 16, 1 / 8, 1 / 8]]) and np.allclose(weights[8], [0.5, 0, 0])
 
 
-def test_with_thick_slices_the_core_is_read_over_the_subsets_that_keep_t1gd_and_flair():
+def test_a_3d_t1gd_beside_thick_slices_reads_the_core_over_the_subsets_that_keep_t1gd_and_flair():
+    assert core_subsets(("t1", "t2", "flair"), ("t1", "t1c", "t2", "flair"))
+    assert not core_subsets(("t1", "t1c", "t2", "flair"), ("t1", "t1c", "t2", "flair"))  # all 2D: the raw exam
+    assert not core_subsets((), ("t1", "t1c", "t2", "flair")) and not core_subsets(("t2",), ("t2", "flair"))
     plain = tta_plan((0, 1, 2, 3), CHANNELS)
-    passes, weights = tta_plan((0, 1, 2, 3), CHANNELS, thick_slices=True)
+    passes, weights = tta_plan((0, 1, 2, 3), CHANNELS, core_over_subsets=True)
     assert passes == plain[0] and np.allclose(weights[:, 0], plain[1][:, 0])  # same passes, the same WT
     assert np.allclose(weights.sum(axis=0), 1)
     core = {p.channels: w for p, w in zip(passes[8:], weights[8:, 1])}
@@ -62,7 +66,7 @@ def test_with_thick_slices_the_core_is_read_over_the_subsets_that_keep_t1gd_and_
     assert {s for s, w in core.items() if w > 0} == {(0, 1, 3), (1, 2, 3), (1, 3)}
     assert np.allclose([w for w in core.values() if w > 0], 1 / 4) and np.allclose(weights[:, 1], weights[:, 2])
     for present in ((0, 2, 3), (1, 2)):  # without T1Gd or FLAIR, the core stays with the given channels
-        assert np.allclose(tta_plan(present, CHANNELS, thick_slices=True)[1], tta_plan(present, CHANNELS)[1])
+        assert np.allclose(tta_plan(present, CHANNELS, core_over_subsets=True)[1], tta_plan(present, CHANNELS)[1])
     assert np.allclose(tta_plan((0, 1, 2, 3), CHANNELS, False, True)[1], 1 / 8)  # no subsets without dropout
 
 

@@ -21,9 +21,15 @@ MIRRORS = [()] + [axes for n in (1, 2, 3) for axes in itertools.combinations((1,
 # The whole tumour is read from FLAIR hyperintensity: for a model card with `subset_tta` (a model trained
 # with modality dropout), TTA also averages it over the subsets of the given sequences that keep FLAIR.
 WT_KEY = "flair"
-# On an exam with thick-slice sequences (`thick_slices`), TTA reads tumour core and enhancing tumour over the
-# subsets that keep T1Gd and FLAIR as well: the same passes, weighted anew (docs/clinical-benchmark.md).
+# When a 3D T1Gd comes with thick-slice sequences (`core_subsets`), TTA reads tumour core and enhancing tumour
+# over the subsets that keep T1Gd and FLAIR as well: the same passes, weighted anew (docs/clinical-benchmark.md).
 CORE_KEYS = ("t1c", "flair")
+
+
+def core_subsets(thick_slices: tuple[str, ...] | list[str], given: tuple[str, ...] | list[str]) -> bool:
+    """Whether the core is read over the T1Gd-and-FLAIR subsets: a thin-slice T1Gd beside thick-slice series.
+    With a thick T1Gd too (a fully 2D exam) it is not: the raw exam's TC Dice fell 0.82 -> 0.78 with it."""
+    return bool(thick_slices) and "t1c" in given and "t1c" not in thick_slices
 
 
 @dataclass(frozen=True)
@@ -118,15 +124,15 @@ def keeping(present: tuple[int, ...], keys: tuple[int | None, ...]) -> list[tupl
 
 
 def tta_plan(present: tuple[int, ...], channels: list[str], with_subsets: bool = True,
-             thick_slices: bool = False) -> tuple[list[Pass], np.ndarray]:
+             core_over_subsets: bool = False) -> tuple[list[Pass], np.ndarray]:
     """Passes and their (passes, regions) weights. The given channels run in the 8 mirrors; `with_subsets`,
     each other subset that keeps FLAIR runs once more (15 passes with all four). WT is the mean over those
     subsets, each the mean of its passes. TC and ET are the mean of the given channels' passes, or with
-    `thick_slices` the mean over the subsets that keep T1Gd and FLAIR, weighted the same way."""
+    `core_over_subsets` the mean over the subsets that keep T1Gd and FLAIR, weighted the same way."""
     index = {name: channels.index(name) if with_subsets and name in channels else None
              for name in (WT_KEY,) + CORE_KEYS}
     subsets = keeping(present, (index[WT_KEY],))
-    core = keeping(present, tuple(index[k] for k in CORE_KEYS)) if thick_slices else [present]
+    core = keeping(present, tuple(index[k] for k in CORE_KEYS)) if core_over_subsets else [present]
     given = len(MIRRORS)
     order = [present] * given + subsets[1:]
     passes = [Pass(s, MIRRORS[i % len(MIRRORS)]) for i, s in enumerate(order)]
@@ -158,14 +164,15 @@ class Segmenter:
         return str(compute_dtype(self.device, self.settings.amp)).removeprefix("torch.")
 
     def predict(self, volume: np.ndarray, check: Callable[[], None] = lambda: None,
-                thick_slices: bool = False) -> np.ndarray:
+                core_over_subsets: bool = False) -> np.ndarray:
         """Region probabilities (regions, z, y, x) for a (channels, z, y, x) model-grid volume whose
-        missing channels are zero; `thick_slices`: some came from thick slices (see `tta_plan`)."""
+        missing channels are zero; `core_over_subsets`: see `tta_plan` and `core_subsets`."""
         tensor, shape = pad_to_multiple(torch.from_numpy(np.ascontiguousarray(volume, np.float32)),
                                         self.card.divisible_by)
         present = tuple(i for i in range(tensor.shape[0]) if tensor[i].any())
         if self.settings.tta:
-            passes, weights = tta_plan(present, list(self.card.channels), self.card.subset_tta, thick_slices)
+            passes, weights = tta_plan(present, list(self.card.channels), self.card.subset_tta,
+                                       core_over_subsets)
         else:
             passes, weights = [Pass(present, ())], np.ones((1, len(REGIONS)), np.float32)
         total = torch.zeros((len(REGIONS),) + tuple(tensor.shape[1:]))

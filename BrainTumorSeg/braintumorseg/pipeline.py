@@ -18,7 +18,7 @@ import torch
 from .brain_extraction import BrainExtractionSettings
 from .errors import Cancelled, InputError
 from .images import read_image
-from .inference import InferenceSettings, Segmenter
+from .inference import InferenceSettings, Segmenter, core_subsets
 from .labels import ED, ET, NCR, VOLUMES, from_internal
 from .modalities import DISPLAY_NAMES, reference_modality
 from .modelcard import ModelCard
@@ -350,7 +350,8 @@ class Pipeline:
 
     def _infer(self, prepared: PreparedCase, segmenter: Segmenter) -> np.ndarray:
         on_model_grid, cropped_shape = model_input_for_case(prepared, segmenter.card)
-        probabilities = segmenter.predict(on_model_grid, self.cancel.check, bool(prepared.thick_slices))
+        probabilities = segmenter.predict(on_model_grid, self.cancel.check,
+                                          core_subsets(prepared.thick_slices, list(prepared.channels)))
         return resize(torch.from_numpy(probabilities), cropped_shape).numpy()
 
 
