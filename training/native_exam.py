@@ -161,8 +161,8 @@ def run(variants: Sequence[Variant], card: ModelCard, copy: bool = True, native_
 
 def extra_report_fields(report) -> dict:
     """What the report says about the model, registration and skull stripping, when it says it."""
-    return {key: getattr(report, key) for key in ("model", "registration", "skull_stripping", "network_space")
-            if hasattr(report, key)}
+    return {key: getattr(report, key) for key in ("model", "registration", "skull_stripping", "network_space",
+                                                  "thick_slices") if hasattr(report, key)}
 
 
 def print_table(results: dict) -> None:
@@ -179,7 +179,7 @@ def print_table(results: dict) -> None:
             print(f"  {name}: Dice minus the preprocessed copy's: {gaps}")
             if "network_space" in run_ and run_["warnings"]:
                 summary = processing_summary(run_["registration"], run_["skull_stripping"], run_["network_space"],
-                                             "t1c", run_.get("model", ""))
+                                             "t1c", run_.get("model", ""), run_.get("thick_slices", ()))
                 print(f"    {summary}")
             for warning in run_["warnings"]:
                 print(f"    warning: {warning}")
