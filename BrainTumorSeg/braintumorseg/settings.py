@@ -70,7 +70,9 @@ class RunSettings:
     trust_sequences: bool = _option(False, "skip the check that each file is the sequence its flag says (file name, "
                                            "header echo time, contrast inside the brain; default: checked)")
     tta: bool = _option(True, "average mirrored passes of the network, and for the whole tumour passes with the "
-                              "subsets of the sequences that keep FLAIR (default: on; --no-tta is faster)",
+                              "subsets of the sequences that keep FLAIR (for the core too, those that keep T1Gd "
+                              "and FLAIR, when a 3D T1Gd comes with thick-slice series; default: on; --no-tta is "
+                              "faster)",
                         parameter="testTimeAugmentation")
     fp32: bool = _option(False, "run the network in float32 (default: float16 on CUDA, bfloat16 on a CPU that "
                                 "computes it natively, about twice as fast; labels differ in a few boundary voxels)")
