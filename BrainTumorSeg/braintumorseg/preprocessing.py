@@ -170,13 +170,9 @@ class Preprocessor:
         field, and fitted with the brain it pulls the field into the edema."""
         grown = distance_transform_edt(~tumour, sampling=prepared.spacing_zyx) <= N4_TUMOUR_MARGIN_MM \
             if tumour.any() else tumour
-        fit = prepared.mask & ~grown
-        channels = dict(prepared.channels)
-        for modality, array in prepared.uncorrected.items():
-            check()
-            corrected = self.bias_corrector.correct(array, prepared.mask, prepared.spacing_zyx[::-1], fit)
-            channels[modality] = self.normalize(modality, corrected, prepared.mask)
-        return channels
+        corrected = self.correct_bias(prepared.uncorrected, prepared.mask, prepared.spacing_zyx, [], check,
+                                      prepared.mask & ~grown)
+        return {**prepared.channels, **{m: self.normalize(m, a, prepared.mask) for m, a in corrected.items()}}
 
     def align(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, dict[str, np.ndarray], list[str],
                                                            dict[str, sitk.Transform], list[AlignmentRating]]:
@@ -315,8 +311,10 @@ class Preprocessor:
             f"{DISPLAY_NAMES[modality]}; check the result near the brain's edge."]
 
     def correct_bias(self, arrays: dict[str, np.ndarray], mask: np.ndarray, spacing_zyx: tuple[float, ...],
-                     warnings: list[str], check: Callable[[], None]) -> dict[str, np.ndarray]:
-        """N4 on every channel that allows it, `bias.workers` channels at a time (ITK releases the GIL)."""
+                     warnings: list[str], check: Callable[[], None], fit_mask: np.ndarray | None = None
+                     ) -> dict[str, np.ndarray]:
+        """N4 on every channel that allows it, `bias.workers` channels at a time (ITK releases the GIL); the
+        fields are fitted on `fit_mask` (default: the mask) and applied on the mask."""
         todo = []
         for modality, array in arrays.items():
             reason = self.bias_corrector.skip_reason(array, mask)
@@ -327,7 +325,7 @@ class Preprocessor:
 
         def correct(modality: str) -> np.ndarray:
             check()
-            return self.bias_corrector.correct(arrays[modality], mask, spacing_zyx[::-1])
+            return self.bias_corrector.correct(arrays[modality], mask, spacing_zyx[::-1], fit_mask)
 
         if len(todo) <= 1 or self.settings.bias.workers <= 1:
             return {m: correct(m) for m in todo}
