@@ -11,8 +11,8 @@ import SimpleITK as sitk
 from braintumorseg.errors import Cancelled, InputError
 from braintumorseg.inference import select_device
 from braintumorseg.pipeline import CancelToken, Pipeline, SegmentationSettings, tumour_volumes_ml
-from braintumorseg.preprocessing import PreparedCase
-from braintumorseg.protocol import STAGE_WEIGHTS
+from braintumorseg.preprocessing import PreparedCase, PreprocessSettings
+from braintumorseg.protocol import REFIT_BIAS, STAGE_WEIGHTS
 from braintumorseg.postprocessing import PostprocessSettings
 
 
@@ -24,8 +24,8 @@ def test_progress_report_and_output(tiny_card, synthetic, tmp_path):
     fractions = [f for _, f in events]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and events[-1] == ("done", 1.0)
     stages = [s for s, _ in events if s != "done"]
-    assert list(dict.fromkeys(stages)) == list(STAGE_WEIGHTS)      # every stage, in order
-    assert set(report.stage_seconds) >= set(STAGE_WEIGHTS) - {"write output"}
+    assert list(dict.fromkeys(stages)) == [s for s in STAGE_WEIGHTS if s != REFIT_BIAS]  # every stage, in order
+    assert set(report.stage_seconds) >= set(STAGE_WEIGHTS) - {"write output", REFIT_BIAS}
     assert report.total_seconds > 0 and report.device == select_device("auto").type and report.reference == "t1c"
     saved = json.loads(report_path.read_text())
     assert saved["volumes_ml"] == report.volumes_ml and saved["output"] == str(output)
@@ -120,3 +120,23 @@ def test_a_scanner_native_exam_is_segmented_by_the_native_model(tiny_card, synth
     assert report.model == "tiny-test 0.0.1" and "load model" not in report.stage_seconds
     with pytest.raises(InputError, match="reads other channels or another normalization"):
         Pipeline(tiny_card, native_card=replace(native, channels=["t1", "t1c", "flair"]))
+
+
+def test_a_model_trained_on_n4_without_the_tumour_gets_n4_refitted_so(tiny_card, synthetic, tmp_path):
+    """A card with `n4_without_tumour` is run twice: one pass finds the tumour, N4 is fitted again without it,
+    the second pass gives the result; the report says how much tumour was left out. Other cards run once."""
+    from dataclasses import replace
+    refitting = replace(tiny_card, n4_without_tumour=True)
+    seen = []
+    report = Pipeline(refitting, progress=lambda stage, fraction: seen.append((stage, fraction))).segment_files(
+        synthetic, tmp_path / "seg.nii.gz")
+    assert report.n4_without_tumour_ml is not None and report.n4_without_tumour_ml >= 0
+    assert REFIT_BIAS in report.stage_seconds and [s for s, _ in seen].index(REFIT_BIAS) < [
+        s for s, _ in seen].index("inference")
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert fractions[[s for s, _ in seen].index("post-processing")] < 0.95  # the two passes are not counted twice
+    once = Pipeline(tiny_card).segment_files(synthetic, tmp_path / "seg1.nii.gz")
+    assert once.n4_without_tumour_ml is None and REFIT_BIAS not in once.stage_seconds
+    no_n4 = Pipeline(refitting, SegmentationSettings(PreprocessSettings(bias_correction=False)))
+    assert no_n4.segment_files(synthetic, tmp_path / "seg2.nii.gz").n4_without_tumour_ml is None

@@ -29,3 +29,22 @@ def test_a_head_does_not_look_skull_stripped():
     rng = np.random.default_rng(0)
     head = rng.uniform(50, 500, SHAPE).astype(np.float32)  # non-zero up to the border
     assert not looks_skull_stripped(foreground_mask({"t1": head}))
+
+
+def test_n4_refitted_without_a_tumour_changes_only_what_the_tumour_pulled(synthetic):
+    """`refit_bias` with no tumour gives the channels `run` gave; with one, N4's field is fitted without it."""
+    from braintumorseg.images import read_image
+    from braintumorseg.preprocessing import Preprocessor
+    preprocessor = Preprocessor()
+    prepared = preprocessor.run({m: read_image(p, m) for m, p in synthetic.items()})
+    assert set(prepared.uncorrected) == set(prepared.channels)
+    again = preprocessor.refit_bias(prepared, np.zeros_like(prepared.mask))
+    for modality, channel in prepared.channels.items():
+        np.testing.assert_allclose(again[modality], channel, atol=1e-4)
+    tumour = np.zeros_like(prepared.mask)
+    centre = [n // 2 for n in tumour.shape]
+    tumour[tuple(slice(c - 4, c + 4) for c in centre)] = True
+    refitted = preprocessor.refit_bias(prepared, tumour)
+    assert max(float(np.abs(refitted[m] - prepared.channels[m]).max()) for m in refitted) > 1e-3
+    for modality, channel in refitted.items():
+        np.testing.assert_array_equal(channel[~prepared.mask], prepared.channels[modality][~prepared.mask])

@@ -184,6 +184,7 @@ def test_export_and_the_engine_segments_with_it(run, prepared):
     assert card.sha256 == sha256_of(out / "model.safetensors") and card.description == "a tiny test model"
     assert card.spacing == [4.0, 4.0, 4.0] and card.divisible_by == 8 and card.roi_size == [128] * 3
     assert card.subset_tta  # trained with modality dropout, so TTA may zero sequences
+    assert not card.n4_without_tumour  # prepared with N4 fitted on the whole brain (here: no N4 at all)
     assert card.training["training_cases"] == 2 and card.training["validation_cases"] == [VALIDATION]
     assert card.training["by_source"]["data"]["regions"] == {"WT+TC+ET": 2, "WT": 1}
     assert card.training["steps"] == 4 and card.metrics["validation_model_grid_dice"]
@@ -496,3 +497,22 @@ def test_nyul_cache_card_and_engine_agree(prepared):
     with np.load(cache / f"{VALIDATION}.npz") as data:
         assert np.allclose(data["image"].astype(np.float32), on_grid, atol=2e-2)
     Pipeline(card, NO_N4).segment_images(images)
+
+
+def test_a_cache_with_n4_fitted_without_the_tumour_gives_a_card_that_says_so(prepared, tmp_path):
+    """prepare --n4-without-tumour fits N4 on the brain minus the reference tumour; its cache refuses to be filled
+    the other way, and a model exported from it tells the engine to refit N4 so (two passes)."""
+    data = prepared / "data"
+    both = {}
+    for flag in (False, True):
+        cache = tmp_path / f"cache-{flag}"
+        prepare(labelled_cases([data]), PrepareSettings(cache, 4.0, True, 1, n4_without_tumour=flag))
+        both[flag] = np.load(cache / f"{VALIDATION}.npz")["image"].astype(np.float32)
+    assert np.abs(both[True] - both[False]).max() > 0.01  # the tumour moved N4's field
+    with pytest.raises(InputError, match="without --n4-without-tumour"):
+        prepare(labelled_cases([data]), PrepareSettings(tmp_path / "cache-False", 4.0, True, 1,
+                                                        n4_without_tumour=True))
+    run_dir = tmp_path / "run"
+    train(replace(tiny(prepared, "unused"), cache=str(tmp_path / "cache-True"), out=str(run_dir), steps=2))
+    assert main(["export", "--run", str(run_dir), "--out", str(tmp_path / "model"), "--version", "0.0.1"]) == 0
+    assert ModelCard.load(tmp_path / "model" / "model.json").n4_without_tumour

@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--spacing", type=float, default=2.0, help="model grid spacing in mm (default 2)")
     prepare.add_argument("--exclude", nargs="*", default=[], help="case names to leave out (e.g. the sample case)")
     prepare.add_argument("--no-bias-correction", action="store_true")
+    prepare.add_argument("--n4-without-tumour", action="store_true",
+                         help="fit N4 on the brain without the reference tumour (grown 5 mm); a model trained so is "
+                              "run by the engine in two passes (docs/native-exams.md)")
     prepare.add_argument("--workers", type=int, default=2)
     prepare.add_argument("--nyul", action="store_true",
                          help="Nyúl histogram standardization with landmarks learned from the training cases")
@@ -253,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise InputError(f"no labelled case found under {', '.join(map(str, args.roots))}.")
             held_out = validation_names(args.splits) if args.splits else ()
             settings = PrepareSettings(args.cache, args.spacing, not args.no_bias_correction, args.workers,
-                                       args.nyul, held_out)
+                                       args.nyul, held_out, args.n4_without_tumour)
             entries = prepare(cases, settings)
             print(f"{len(entries)} cases prepared in {args.cache}")
             return 0

@@ -188,6 +188,7 @@ def export_run(settings: ExportSettings) -> ModelCard:
         spacing=[float(manifest["spacing"])] * 3,
         normalization=NormalizationSpec(normalization["method"], normalization.get("landmarks", {})),
         regions=list(REGIONS), subset_tta=config.modality_dropout > 0, divisible_by=multiple, roi_size=[roi] * 3,
+        n4_without_tumour=manifest.get("settings", {}).get("n4_without_tumour", "False") == "True",
         description=settings.description,
         license=settings.license, training=training,
         metrics={"validation_model_grid_dice": metrics, "step": selection["selected_step"],

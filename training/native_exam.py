@@ -162,7 +162,7 @@ def run(variants: Sequence[Variant], card: ModelCard, copy: bool = True, native_
 def extra_report_fields(report) -> dict:
     """What the report says about the model, registration and skull stripping, when it says it."""
     return {key: getattr(report, key) for key in ("model", "registration", "skull_stripping", "network_space",
-                                                  "thick_slices") if hasattr(report, key)}
+                                                  "thick_slices", "n4_without_tumour_ml") if hasattr(report, key)}
 
 
 def print_table(results: dict) -> None:
@@ -178,8 +178,7 @@ def print_table(results: dict) -> None:
             gaps = ", ".join(f"{r} {run_['scores'][r]['dice'] - copy[r]['dice']:+.3f}" for r in REGIONS)
             print(f"  {name}: Dice minus the preprocessed copy's: {gaps}")
             if "network_space" in run_ and run_["warnings"]:
-                summary = processing_summary(run_["registration"], run_["skull_stripping"], run_["network_space"],
-                                             "t1c", run_.get("model", ""), run_.get("thick_slices", ()))
+                summary = processing_summary({**run_, "reference": "t1c"})
                 print(f"    {summary}")
             for warning in run_["warnings"]:
                 print(f"    warning: {warning}")

@@ -40,6 +40,7 @@ class PrepareSettings:
     workers: int = 2
     nyul: bool = False
     nyul_exclude: tuple[str, ...] = ()
+    n4_without_tumour: bool = False  # N4 fitted without the reference tumour (`Preprocessor.refit_bias`)
 
 
 # Model grids a cache may be prepared on (mm): finer is beyond the 1 mm data, coarser loses the tumour.
@@ -103,6 +104,8 @@ def prepare_case(item: LabelledCase, settings: PrepareSettings,
     label = sitk.ReadImage(str(case.label))
     label = resample_to_reference(label, prepared.reference, interpolator=sitk.sitkNearestNeighbor)
     label_array = sitk.GetArrayFromImage(label)[prepared.box]
+    if settings.n4_without_tumour and settings.bias_correction:
+        prepared.channels = preprocessor.refit_bias(prepared, label_array > 0)
     if item.convention == WHOLE_TUMOUR_ONLY:
         regions = np.stack([label_array > 0] + [np.zeros_like(label_array, bool)] * 2).astype(np.float32)
         present = [True, False, False]
@@ -142,6 +145,10 @@ def kept_in_cache(previous: dict, settings: PrepareSettings) -> None:
     if float(previous["spacing"]) != settings.spacing:
         raise InputError(f"the cache {settings.cache} was prepared on a {previous['spacing']} mm grid; use another "
                          f"--cache folder for --spacing {settings.spacing}.")
+    without = previous.get("settings", {}).get("n4_without_tumour", "False") == "True"
+    if without != settings.n4_without_tumour:
+        raise InputError(f"the cache {settings.cache} was prepared {'with' if without else 'without'} "
+                         "--n4-without-tumour; use another --cache folder to change that.")
     corrected = previous.get("settings", {}).get("bias_correction", "True") == "True"
     if corrected != settings.bias_correction:
         raise InputError(f"the cache {settings.cache} was prepared {'with' if corrected else 'without'} N4 bias "

@@ -184,10 +184,7 @@ class SegmentationLogic:
                 raise
             return SegmentationResult(segmentation, table, report["volumes_ml"], report["stage_seconds"],
                                       report["total_seconds"], report.get("warnings", []), probability, rano_table,
-                                      processing_summary(report.get("registration", []),
-                                                         report.get("skull_stripping", ""),
-                                                         report.get("network_space", ""), report.get("reference", ""),
-                                                         report.get("model", ""), report.get("thick_slices", [])))
+                                      processing_summary(report))
         finally:
             shutil.rmtree(job.folder, ignore_errors=True)
 

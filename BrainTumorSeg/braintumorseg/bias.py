@@ -34,10 +34,12 @@ class BiasCorrector:
             return "has many negative intensities (looks already normalized): bias correction skipped"
         return None
 
-    def correct(self, image: np.ndarray, mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-        """Return the corrected image (z, y, x array); voxels outside the mask are unchanged."""
+    def correct(self, image: np.ndarray, mask: np.ndarray, spacing: tuple[float, ...],
+                fit_mask: np.ndarray | None = None) -> np.ndarray:
+        """Return the corrected image (z, y, x array); voxels outside the mask are unchanged. The field is fitted
+        on `fit_mask` (default: the mask), e.g. the brain without the tumour, and applied on all of the mask."""
         s = self.settings
-        fit_mask = mask & (image > 0)
+        fit_mask = (mask if fit_mask is None else fit_mask & mask) & (image > 0)
         full = sitk.GetImageFromArray(np.where(fit_mask, image, 0).astype(np.float32))
         full.SetSpacing(tuple(float(v) for v in spacing))
         mask_image = sitk.GetImageFromArray(fit_mask.astype(np.uint8))

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -195,8 +196,7 @@ def pipeline_from_args(args: argparse.Namespace, progress=None, cancel: CancelTo
 
 
 def print_warnings(report: SegmentationReport) -> None:
-    summary = processing_summary(report.registration, report.skull_stripping, report.network_space, report.reference,
-                                 report.model, report.thick_slices)
+    summary = processing_summary(asdict(report))
     if summary:
         print(f"{PROG}: {summary}", file=sys.stderr)
     for warning in report.warnings:

@@ -164,13 +164,14 @@ class Segmenter:
         return str(compute_dtype(self.device, self.settings.amp)).removeprefix("torch.")
 
     def predict(self, volume: np.ndarray, check: Callable[[], None] = lambda: None,
-                core_over_subsets: bool = False) -> np.ndarray:
+                core_over_subsets: bool = False, tta: bool | None = None) -> np.ndarray:
         """Region probabilities (regions, z, y, x) for a (channels, z, y, x) model-grid volume whose
-        missing channels are zero; `core_over_subsets`: see `tta_plan` and `core_subsets`."""
+        missing channels are zero; `core_over_subsets`: see `tta_plan` and `core_subsets`; `tta` overrides the
+        settings' (one pass when False)."""
         tensor, shape = pad_to_multiple(torch.from_numpy(np.ascontiguousarray(volume, np.float32)),
                                         self.card.divisible_by)
         present = tuple(i for i in range(tensor.shape[0]) if tensor[i].any())
-        if self.settings.tta:
+        if self.settings.tta if tta is None else tta:
             passes, weights = tta_plan(present, list(self.card.channels), self.card.subset_tta,
                                        core_over_subsets)
         else:

@@ -77,6 +77,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "regions": (lambda v: v == list(REGIONS), json.dumps(list(REGIONS))),
     "threshold": (lambda v: is_number(v) and 0 < v < 1, "a number between 0 and 1"),
     "subset_tta": (lambda v: isinstance(v, bool), "true or false"),
+    "n4_without_tumour": (lambda v: isinstance(v, bool), "true or false"),
     "divisible_by": (lambda v: is_whole(v, 1, MAX_DIVISOR), f"a whole number from 1 to {MAX_DIVISOR}"),
     "roi_size": (lambda v: is_triple(v, lambda r: is_whole(r, 1, MAX_ROI)),
                  f"three whole numbers from 1 to {MAX_ROI}, the sliding window in voxels"),
@@ -119,6 +120,7 @@ class ModelCard:
     regions: list[str] = field(default_factory=lambda: list(REGIONS))
     threshold: float = 0.5
     subset_tta: bool = False  # trained with modality dropout: TTA may also average subsets of the sequences
+    n4_without_tumour: bool = False  # trained on N4 fitted without the tumour: the engine refits it (two passes)
     divisible_by: int = 8
     roi_size: list[int] = field(default_factory=lambda: [128, 128, 128])
     description: str = ""

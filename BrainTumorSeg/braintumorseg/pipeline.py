@@ -27,7 +27,7 @@ from .output_paths import write_image_atomic, write_text_atomic
 from .postprocessing import (CorelessCluster, PostprocessSettings, StrayCoreCluster, classes_from_probabilities,
                              coreless_clusters, edge_faces, stray_core_clusters)
 from .preprocessing import PreparedCase, Preprocessor, PreprocessSettings, model_grid_shape, resize, stack_channels
-from .protocol import DONE, STAGE_WEIGHTS
+from .protocol import DONE, REFIT_BIAS, STAGE_WEIGHTS
 from .resources import default_model_card, native_exam_model_card
 from .rano import measure_lesions
 from .reliability import subset_warnings
@@ -102,6 +102,7 @@ class SegmentationReport:
     skull_stripping: str = ""
     network_space: str = ""
     thick_slices: list[str] = field(default_factory=list)  # inputs with slices > 2.5 mm apart (see `tta_plan`)
+    n4_without_tumour_ml: float | None = None  # N4 refitted without this much first-pass tumour (`refit_bias`)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -267,7 +268,9 @@ class Pipeline:
         self._wall = time.perf_counter()
         skipped = {"load model"} if all(id(c) in self._segmenters for c in self._cards()) else set()
         if not self.settings.preprocess.bias_correction:
-            skipped.add("bias correction")
+            skipped |= {"bias correction", REFIT_BIAS}
+        if not any(card.n4_without_tumour for card in self._cards()):
+            skipped.add(REFIT_BIAS)
         if not files:
             skipped |= {"load inputs", "write output"}
         planned = {k: v for k, v in STAGE_WEIGHTS.items() if k not in skipped}
@@ -316,6 +319,13 @@ class Pipeline:
         segmenter = self._load_model(card)
         self._report.model = f"{card.name} {card.version}"
         self._report.warnings.extend(subset_warnings(card.channels, card.metrics, list(prepared.channels)))
+        if card.n4_without_tumour and prepared.uncorrected:
+            with self._stage(REFIT_BIAS):
+                first = self._infer(prepared, segmenter, tta=False)
+                tumour = first[0] > card.threshold
+                prepared.channels = self.preprocessor.refit_bias(prepared, tumour, self.cancel.check)
+                self._report.n4_without_tumour_ml = round(float(tumour.sum() * np.prod(prepared.spacing_zyx)) / 1000,
+                                                          1)
         with self._stage("inference"):
             probabilities = self._infer(prepared, segmenter)
             self._whole_tumour = (probabilities[0].copy(), prepared)  # a map is made only when one is asked for
@@ -348,10 +358,10 @@ class Pipeline:
         classes = classes_from_probabilities(on_native, spacing, self.settings.postprocess, threshold)
         return classes, (slice(None),) * 3, spacing
 
-    def _infer(self, prepared: PreparedCase, segmenter: Segmenter) -> np.ndarray:
+    def _infer(self, prepared: PreparedCase, segmenter: Segmenter, tta: bool | None = None) -> np.ndarray:
         on_model_grid, cropped_shape = model_input_for_case(prepared, segmenter.card)
         probabilities = segmenter.predict(on_model_grid, self.cancel.check,
-                                          core_subsets(prepared.thick_slices, list(prepared.channels)))
+                                          core_subsets(prepared.thick_slices, list(prepared.channels)), tta)
         return resize(torch.from_numpy(probabilities), cropped_shape).numpy()
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import distance_transform_edt
 
 from .bias import BiasCorrector, BiasSettings
 from .boxes import bounding_box
@@ -32,6 +33,7 @@ NOT_SKULL_STRIPPED = ("the inputs do not look skull-stripped (non-zero voxels re
 # The sequences in the order they resemble the T1 brain template that skull stripping registers.
 TEMPLATE_LIKE = ("t1", "t1c", "t2", "flair")
 THICK_SLICE_MM = 2.5  # 3D acquisitions and BraTS copies are 1-1.5 mm apart, 2D clinical series 3-6 mm
+N4_TUMOUR_MARGIN_MM = 5.0  # `Preprocessor.refit_bias` leaves the tumour grown by this much out of N4's fit
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class PreparedCase:
     network_space: str = "native"
     scanner_native: bool = False  # inputs on several grids, registered or skull-stripped here: not a BraTS-like set
     thick_slices: tuple[str, ...] = ()  # the inputs acquired with slices more than THICK_SLICE_MM apart
+    uncorrected: dict[str, np.ndarray] = field(default_factory=dict)  # before N4, for `Preprocessor.refit_bias`
 
     @property
     def output_grid(self) -> sitk.Image:
@@ -147,15 +150,29 @@ class Preprocessor:
             arrays = {m: a[box] for m, a in arrays.items()}
             mask = mask[box]
         spacing_zyx = tuple(float(s) for s in reference.GetSpacing()[::-1])
+        uncorrected = {}
         if self.settings.bias_correction:
             with stage("bias correction"):
-                arrays.update(self.correct_bias(arrays, mask, spacing_zyx, warnings, check))
+                corrected = self.correct_bias(arrays, mask, spacing_zyx, warnings, check)
+                uncorrected = {m: arrays[m] for m in corrected}
+                arrays.update(corrected)
         check()
         with stage("normalization"):
             channels = {m: self.normalize(m, a, mask) for m, a in arrays.items()}
         thick = tuple(m for m, image in images.items() if max(image.GetSpacing()) > THICK_SLICE_MM)
         return PreparedCase(reference, box, mask, channels, spacing_zyx, warnings, native, ratings, stripping, space,
-                            scanner_native, thick)
+                            scanner_native, thick, uncorrected)
+
+    def refit_bias(self, prepared: PreparedCase, tumour: np.ndarray, check: Callable[[], None] = lambda: None
+                   ) -> dict[str, np.ndarray]:
+        """The channels again, each N4 field fitted on the brain without `tumour` (on the cropped grid) grown by
+        N4_TUMOUR_MARGIN_MM, for a model trained so (`ModelCard.n4_without_tumour`): a large tumour is no smooth
+        field, and fitted with the brain it pulls the field into the edema."""
+        grown = distance_transform_edt(~tumour, sampling=prepared.spacing_zyx) <= N4_TUMOUR_MARGIN_MM \
+            if tumour.any() else tumour
+        corrected = self.correct_bias(prepared.uncorrected, prepared.mask, prepared.spacing_zyx, [], check,
+                                      prepared.mask & ~grown)
+        return {**prepared.channels, **{m: self.normalize(m, a, prepared.mask) for m, a in corrected.items()}}
 
     def align(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, dict[str, np.ndarray], list[str],
                                                            dict[str, sitk.Transform], list[AlignmentRating]]:
@@ -294,8 +311,10 @@ class Preprocessor:
             f"{DISPLAY_NAMES[modality]}; check the result near the brain's edge."]
 
     def correct_bias(self, arrays: dict[str, np.ndarray], mask: np.ndarray, spacing_zyx: tuple[float, ...],
-                     warnings: list[str], check: Callable[[], None]) -> dict[str, np.ndarray]:
-        """N4 on every channel that allows it, `bias.workers` channels at a time (ITK releases the GIL)."""
+                     warnings: list[str], check: Callable[[], None], fit_mask: np.ndarray | None = None
+                     ) -> dict[str, np.ndarray]:
+        """N4 on every channel that allows it, `bias.workers` channels at a time (ITK releases the GIL); the
+        fields are fitted on `fit_mask` (default: the mask) and applied on the mask."""
         todo = []
         for modality, array in arrays.items():
             reason = self.bias_corrector.skip_reason(array, mask)
@@ -306,7 +325,7 @@ class Preprocessor:
 
         def correct(modality: str) -> np.ndarray:
             check()
-            return self.bias_corrector.correct(arrays[modality], mask, spacing_zyx[::-1])
+            return self.bias_corrector.correct(arrays[modality], mask, spacing_zyx[::-1], fit_mask)
 
         if len(todo) <= 1 or self.settings.bias.workers <= 1:
             return {m: correct(m) for m in todo}

@@ -29,14 +29,16 @@ class Stage:
     text: str
 
 
+REFIT_BIAS = "bias correction without the tumour"  # models trained so only (`ModelCard.n4_without_tumour`)
 STAGES = (
     Stage("load inputs", 0.05, "Reading the volumes"),
     Stage("load model", 0.03, "Loading the model"),
     Stage("align to reference", 0.07, "Aligning the volumes"),
     Stage("brain mask", 0.02, "Finding the brain"),
-    Stage("bias correction", 0.33, "Correcting intensity bias (the longest step)"),
+    Stage("bias correction", 0.27, "Correcting intensity bias (the longest step)"),
     Stage("normalization", 0.03, "Normalizing intensities"),
-    Stage("inference", 0.37, "Segmenting the tumor"),
+    Stage(REFIT_BIAS, 0.12, "Finding the tumor, then correcting intensity bias without it"),
+    Stage("inference", 0.31, "Segmenting the tumor"),
     Stage("post-processing", 0.06, "Cleaning up the result"),
     Stage("write output", 0.04, "Saving the result"),
 )
