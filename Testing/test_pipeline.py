@@ -138,5 +138,7 @@ def test_a_model_trained_on_n4_without_the_tumour_gets_n4_refitted_so(tiny_card,
     assert fractions[[s for s, _ in seen].index("post-processing")] < 0.95  # the two passes are not counted twice
     once = Pipeline(tiny_card).segment_files(synthetic, tmp_path / "seg1.nii.gz")
     assert once.n4_without_tumour_ml is None and REFIT_BIAS not in once.stage_seconds
+    assert Pipeline(refitting).prepare_files(synthetic).case.uncorrected  # kept for the refit only
+    assert not Pipeline(tiny_card).prepare_files(synthetic).case.uncorrected
     no_n4 = Pipeline(refitting, SegmentationSettings(PreprocessSettings(bias_correction=False)))
     assert no_n4.segment_files(synthetic, tmp_path / "seg2.nii.gz").n4_without_tumour_ml is None

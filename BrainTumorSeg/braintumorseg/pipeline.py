@@ -305,6 +305,8 @@ class Pipeline:
         if not usable:
             raise InputError(f"the model uses {', '.join(self.card.channels)}; none of these was given.")
         prepared = self.preprocessor.run(usable, self._stage, self.cancel.check)
+        if not any(card.n4_without_tumour for card in self._cards()):
+            prepared.uncorrected = {}  # kept only for a model that refits N4 (`_finish`); it travels with the case
         self._report.registration = [asdict(r) for r in prepared.alignment]
         self._report.skull_stripping = prepared.skull_stripping
         self._report.network_space = prepared.network_space
