@@ -21,6 +21,7 @@ from .averaging import average_weights, blend_weights, snapshots_from
 from .checkpoint import model_weights, weights_origin
 from .data import MANIFEST, load_cases, read_manifest
 from .files import read_json
+from .prepare import manifest_flag
 from .train import TrainConfig, mixed_precision, training_device, validate
 
 DATA_NOTE = ("Trained on BraTS challenge training data (expert labels), which are for research use under "
@@ -89,7 +90,7 @@ def training_summary(config: TrainConfig, manifest: dict[str, Any], run_meta: di
         "label_conventions": dict(Counter(e["convention"] for e in manifest["cases"])),
         "spacing_mm": manifest["spacing"],
         "normalization": manifest.get("normalization", {}).get("method", "zscore"),
-        "bias_correction": manifest.get("settings", {}).get("bias_correction", "True") == "True",
+        "bias_correction": manifest_flag(manifest, "bias_correction", True),
         "config": {k: v for k, v in config.__dict__.items() if k not in ("cache", "out", "validation")},
         # runs started before train() recorded the origin: look it up now
         "started_from": (run_meta["started_from"] if "started_from" in run_meta
@@ -188,7 +189,7 @@ def export_run(settings: ExportSettings) -> ModelCard:
         spacing=[float(manifest["spacing"])] * 3,
         normalization=NormalizationSpec(normalization["method"], normalization.get("landmarks", {})),
         regions=list(REGIONS), subset_tta=config.modality_dropout > 0, divisible_by=multiple, roi_size=[roi] * 3,
-        n4_without_tumour=manifest.get("settings", {}).get("n4_without_tumour", "False") == "True",
+        n4_without_tumour=manifest_flag(manifest, "n4_without_tumour", False),
         description=settings.description,
         license=settings.license, training=training,
         metrics={"validation_model_grid_dice": metrics, "step": selection["selected_step"],

@@ -43,6 +43,11 @@ class PrepareSettings:
     n4_without_tumour: bool = False  # N4 fitted without the reference tumour (`Preprocessor.refit_bias`)
 
 
+def manifest_flag(manifest: dict, name: str, default: bool) -> bool:
+    """A yes/no PrepareSettings field as a cache manifest keeps it (settings are stored as text)."""
+    return manifest.get("settings", {}).get(name, str(default)) == "True"
+
+
 # Model grids a cache may be prepared on (mm): finer is beyond the 1 mm data, coarser loses the tumour.
 MIN_SPACING, MAX_SPACING = 0.5, 8.0
 
@@ -145,11 +150,11 @@ def kept_in_cache(previous: dict, settings: PrepareSettings) -> None:
     if float(previous["spacing"]) != settings.spacing:
         raise InputError(f"the cache {settings.cache} was prepared on a {previous['spacing']} mm grid; use another "
                          f"--cache folder for --spacing {settings.spacing}.")
-    without = previous.get("settings", {}).get("n4_without_tumour", "False") == "True"
+    without = manifest_flag(previous, "n4_without_tumour", False)
     if without != settings.n4_without_tumour:
         raise InputError(f"the cache {settings.cache} was prepared {'with' if without else 'without'} "
                          "--n4-without-tumour; use another --cache folder to change that.")
-    corrected = previous.get("settings", {}).get("bias_correction", "True") == "True"
+    corrected = manifest_flag(previous, "bias_correction", True)
     if corrected != settings.bias_correction:
         raise InputError(f"the cache {settings.cache} was prepared {'with' if corrected else 'without'} N4 bias "
                          "correction; use another --cache folder to change that.")

@@ -269,7 +269,7 @@ class Pipeline:
         skipped = {"load model"} if all(id(c) in self._segmenters for c in self._cards()) else set()
         if not self.settings.preprocess.bias_correction:
             skipped |= {"bias correction", REFIT_BIAS}
-        if not any(card.n4_without_tumour for card in self._cards()):
+        if not self._refits_bias():
             skipped.add(REFIT_BIAS)
         if not files:
             skipped |= {"load inputs", "write output"}
@@ -281,6 +281,10 @@ class Pipeline:
 
     def _cards(self) -> list[ModelCard]:
         return [self.card] + ([self.native_card] if self.native_card is not None else [])
+
+    def _refits_bias(self) -> bool:
+        """Whether a model of this pipeline was trained on N4 fitted without the tumour (`_finish` refits it)."""
+        return any(card.n4_without_tumour for card in self._cards())
 
     def models(self) -> str:
         """The models this pipeline segments with, in words."""
@@ -305,7 +309,7 @@ class Pipeline:
         if not usable:
             raise InputError(f"the model uses {', '.join(self.card.channels)}; none of these was given.")
         prepared = self.preprocessor.run(usable, self._stage, self.cancel.check)
-        if not any(card.n4_without_tumour for card in self._cards()):
+        if not self._refits_bias():
             prepared.uncorrected = {}  # kept only for a model that refits N4 (`_finish`); it travels with the case
         self._report.registration = [asdict(r) for r in prepared.alignment]
         self._report.skull_stripping = prepared.skull_stripping
