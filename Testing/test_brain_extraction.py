@@ -17,8 +17,8 @@ from braintumorseg.modelcard import ModelCard
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 from braintumorseg.preprocessing import NOT_SKULL_STRIPPED, PreprocessSettings, Preprocessor, foreground_mask
 from braintumorseg.resources import default_model_card
-from training.brain_extraction_benchmark import sample_head_case, sample_to_scanner
-from training.native_exam import RAW_EXAM, raw_exam_files
+from training.brain_extraction_benchmark import raw_exam_case, sample_head_case
+from training.native_exam import RAW_EXAM
 
 TEMPLATE = PreprocessSettings(bias_correction=False, brain_extraction=BrainExtractionSettings(method="template"))
 
@@ -99,23 +99,15 @@ def test_segmenting_a_head_strips_its_skull(heads, tmp_path, capsys):
 
 
 @pytest.mark.skipif(not RAW_EXAM.is_dir(), reason=f"real data absent: {RAW_EXAM} (see ../shared/data/PROVENANCE.md)")
-def test_scanner_native_case_is_segmented_after_skull_stripping(sample):
+def test_scanner_native_case_is_segmented_after_skull_stripping():
     """The sample patient as acquired (skull on, 5.5 mm slices, series not aligned) against its consensus label."""
-    raw = {m: str(path) for m, path in raw_exam_files().items()}
-    t1c = sitk.ReadImage(raw["t1c"], sitk.sitkFloat32)
-    stripped = sitk.ReadImage(str(sample["t1c"]), sitk.sitkFloat32)
-    raw_to_sample = sample_to_scanner(t1c, stripped).GetInverse()
-    images = {m: sitk.ReadImage(p, sitk.sitkFloat32) for m, p in raw.items()}
+    case = raw_exam_case()  # the benchmark's case: the copy's brain and label carried back onto the exam
     settings = SegmentationSettings(PreprocessSettings(register=True))
-    preprocessor = Preprocessor(settings.preprocess)
-    grid, arrays, _ = preprocessor.align(images)[:3]
-    brain = preprocessor.brain_mask(grid, arrays)[0]
-    stripped_brain = sitk.Resample(stripped != 0, grid, raw_to_sample, sitk.sitkNearestNeighbor, 0)
-    brain_dice = dice(brain, sitk.GetArrayFromImage(stripped_brain) > 0)
-    labels, report = Pipeline(ModelCard.load(default_model_card()), settings).segment_images(images)
-    reference = sitk.Resample(sitk.ReadImage(str(sample["label"])), labels, raw_to_sample, sitk.sitkNearestNeighbor, 0)
+    brain = Preprocessor(settings.preprocess).brain_mask(case["grid"], case["arrays"])[0]
+    brain_dice = dice(brain, case["brain"])
+    labels, report = Pipeline(ModelCard.load(default_model_card()), settings).segment_images(case["images"])
     scores = region_scores(*(to_internal(sitk.GetArrayFromImage(i).astype(np.int64), "brats2021")
-                             for i in (labels, reference)), labels.GetSpacing()[::-1])
+                             for i in (labels, case["label"])), labels.GetSpacing()[::-1])
     print("brain Dice", round(brain_dice, 3), {r: round(s["dice"], 3) for r, s in scores.items()}, report.stage_seconds)
     assert brain_dice >= 0.9, "against the skull stripping BraTS-Toolkit did for this patient"
     assert any("stripped by registering a brain template" in w for w in report.warnings)

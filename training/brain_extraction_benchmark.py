@@ -55,13 +55,13 @@ def raw_exam_case() -> dict:
     sample = sample_case()
     files = {m: str(path) for m, path in raw_exam_files().items()}
     images = {m: sitk.ReadImage(p, sitk.sitkFloat32) for m, p in files.items()}
-    grid, arrays, _ = Preprocessor(PreprocessSettings(register=True)).align(images)
+    grid, arrays, *_ = Preprocessor(PreprocessSettings(register="on")).align(images)
     stripped = sitk.ReadImage(str(sample["t1c"]), sitk.sitkFloat32)
     raw_to_sample = sample_to_scanner(images["t1c"], stripped).GetInverse()
     brain = sitk.Resample(stripped != 0, grid, raw_to_sample, sitk.sitkNearestNeighbor, 0)
-    tumour = sitk.Resample(sitk.ReadImage(str(sample["label"])), grid, raw_to_sample, sitk.sitkNearestNeighbor, 0)
-    return {"name": "raw exam TCGA-FG-6692 (5.5 mm, skull on)", "grid": grid, "arrays": arrays,
-            "brain": sitk.GetArrayFromImage(brain) > 0, "tumour": sitk.GetArrayFromImage(tumour) > 0}
+    label = sitk.Resample(sitk.ReadImage(str(sample["label"])), grid, raw_to_sample, sitk.sitkNearestNeighbor, 0)
+    return {"name": "raw exam TCGA-FG-6692 (5.5 mm, skull on)", "grid": grid, "arrays": arrays, "images": images,
+            "brain": sitk.GetArrayFromImage(brain) > 0, "tumour": sitk.GetArrayFromImage(label) > 0, "label": label}
 
 
 def with_head(image: sitk.Image, brain: sitk.Image, seed: int) -> sitk.Image:
