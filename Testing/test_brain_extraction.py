@@ -102,7 +102,7 @@ def test_segmenting_a_head_strips_its_skull(heads, tmp_path, capsys):
 def test_scanner_native_case_is_segmented_after_skull_stripping():
     """The sample patient as acquired (skull on, 5.5 mm slices, series not aligned) against its consensus label."""
     case = raw_exam_case()  # the benchmark's case: the copy's brain and label carried back onto the exam
-    settings = SegmentationSettings(PreprocessSettings(register=True))
+    settings = SegmentationSettings(PreprocessSettings(register="on"))
     brain = Preprocessor(settings.preprocess).brain_mask(case["grid"], case["arrays"])[0]
     brain_dice = dice(brain, case["brain"])
     labels, report = Pipeline(ModelCard.load(default_model_card()), settings).segment_images(case["images"])

@@ -171,11 +171,36 @@ def test_cuda_out_of_memory_retries_with_smaller_windows_on_the_gpu(tiny_card, c
     assert np.abs(probabilities - expected).max() < 1e-3
 
 
-def test_sliding_window_is_used_beyond_the_roi(tiny_card):
-    segmenter = Segmenter(tiny_card, InferenceSettings(device="cpu"))
-    segmenter.roi = [16, 16, 16]
-    volume = np.random.default_rng(1).normal(size=(4, 24, 20, 18)).astype(np.float32)
-    assert segmenter.predict(volume).shape == (3, 24, 20, 18)
+def test_a_volume_a_little_larger_than_the_window_runs_in_one_pass(tiny_card):
+    """Up to `one_pass_up_to` times the window the whole volume is one pass: the same result as a window that
+    covers it, not the blend of overlapping windows."""
+    volume = np.random.default_rng(2).normal(size=(4, 20, 18, 16)).astype(np.float32)
+    results = {}
+    for name, roi, up_to in (("one pass", 16, 1.25), ("window that covers it", 24, 1.0), ("windows", 16, 1.0)):
+        segmenter = Segmenter(tiny_card, InferenceSettings(device="cpu", tta=False, amp=False, one_pass_up_to=up_to))
+        segmenter.roi = [roi] * 3
+        results[name] = segmenter.predict(volume)
+    assert np.abs(results["one pass"] - results["window that covers it"]).max() < 1e-6
+    assert results["windows"].shape == (3,) + volume.shape[1:]
+    assert np.abs(results["one pass"] - results["windows"]).max() > 1e-3
+
+
+@NEEDS_CUDA
+def test_cuda_out_of_memory_in_one_pass_retries_with_windows_of_the_cards_size(tiny_card, cuda_memory_cap):
+    """A volume a little larger than the window runs in one pass; when that does not fit, windows of the card's
+    size come before smaller ones."""
+    volume = np.random.default_rng(7).normal(size=(4, 72, 72, 72)).astype(np.float32)
+    whole, windows = (Segmenter(tiny_card, InferenceSettings(device="cuda", tta=False, one_pass_up_to=up_to))
+                      for up_to in (1.25, 1.0))
+    whole.predict(volume), windows.predict(volume)  # one-time set-up is not measured
+    needed_whole, _ = cuda_bytes_needed(whole, volume)
+    needed_windows, expected = cuda_bytes_needed(windows, volume)
+    assert needed_windows < needed_whole, (needed_windows, needed_whole)
+    segmenter = Segmenter(tiny_card, InferenceSettings(device="cuda", tta=False))
+    cuda_memory_cap((needed_windows + needed_whole) // 2)  # enough for 64³ windows, not for one 72³ pass
+    probabilities = segmenter.predict(volume)
+    assert segmenter.warnings == ["cuda ran out of memory; retrying with [64, 64, 64] windows."]
+    assert segmenter.roi == [64, 64, 64] and np.abs(probabilities - expected).max() < 1e-3
 
 
 def test_pad_to_multiple():

@@ -104,6 +104,8 @@ def parse_variant(text: str) -> Variant:
         key, _, value = assignment.partition("=")
         if key == "tta":
             inference = replace(inference, tta=value.lower() in ("1", "true", "on", "yes"))
+        elif key == "one_pass_up_to":
+            inference = replace(inference, one_pass_up_to=float(value))
         elif key == "brain_extraction":
             preprocess = replace(preprocess, brain_extraction=BrainExtractionSettings(method=value))
         elif key in known:
