@@ -49,7 +49,7 @@ def stripped(head) -> dict:
 
 
 def test_deepbet_finds_the_brain_offline(head, stripped):
-    # The template is the default: end to end on the raw exam it gives the better labels (docs/brain-extraction.md).
+    # The template is the default: deepbet's lead on the raw exam is small and costs the 30 s (docs/brain-extraction.md).
     assert DEFAULTS.brain_extraction == "template" and BrainExtractionSettings().method == "template"
     assert isinstance(stripped["preprocessor"]._brain_extractor, DeepbetBrainExtractor)
     assert stripped["warnings"] == ["the inputs were not skull-stripped: the skull was stripped by deepbet (a brain "
