@@ -199,22 +199,19 @@ class Segmenter:
                     raise
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
-                larger_than_windows = any(n > r for n, r in zip(batch.shape[2:], self.roi))
-                if self.one_pass_up_to > 1.0 and larger_than_windows:
-                    self.one_pass_up_to = 1.0
-                    self.warnings.append(f"{self.device.type} ran out of memory; retrying with "
-                                         f"{self.roi} windows.")
+                if self.one_pass_up_to > 1.0 and any(n > r for n, r in zip(batch.shape[2:], self.roi)):
+                    self.one_pass_up_to = 1.0  # the one pass beyond the window failed: the card's windows next
                 elif min(self.roi) > MIN_ROI:
                     self.one_pass_up_to = 1.0
                     self.roi = [max(MIN_ROI, r // 2) for r in self.roi]
-                    self.warnings.append(f"{self.device.type} ran out of memory; retrying with "
-                                         f"{self.roi} windows.")
                 else:
                     self.warnings.append(f"{self.device.type} ran out of memory; running on the CPU.")
                     self.device = torch.device("cpu")
                     self.network = self.network.to(self.device, memory_format=memory_format(self.device))
                     self.roi = list(self.card.roi_size)
                     self.one_pass_up_to = self.settings.one_pass_up_to
+                    continue
+                self.warnings.append(f"{self.device.type} ran out of memory; retrying with {self.roi} windows.")
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
