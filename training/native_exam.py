@@ -31,11 +31,11 @@ from braintumorseg.brain_extraction import BrainExtractionSettings
 from braintumorseg.images import read_image
 from braintumorseg.labels import REGIONS, from_internal, internal_from_regions, regions_from_internal, to_internal
 from braintumorseg.metrics import region_scores
-from braintumorseg.modalities import MODALITIES
+from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES
 from braintumorseg.modelcard import ModelCard
 from braintumorseg.output_paths import write_text_atomic
 from braintumorseg.pipeline import Pipeline, SegmentationSettings, models_for, models_in_words
-from braintumorseg.preprocessing import PreprocessSettings
+from braintumorseg.preprocessing import PreprocessSettings, Preprocessor
 from braintumorseg.registration import mutual_information_registration
 from braintumorseg.resources import sample_case
 from braintumorseg.run_summary import processing_summary
@@ -65,6 +65,30 @@ def sample_to_raw(raw_t1c: sitk.Image, sample_t1c: sitk.Image) -> sitk.Transform
     method.SetInitialTransform(sitk.CenteredTransformInitializer(
         sample_t1c, raw_t1c, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY), inPlace=False)
     return method.Execute(sample_t1c, raw_t1c)
+
+
+def registration_errors(raw_images: dict[str, sitk.Image], sample_images: dict[str, sitk.Image],
+                        to_raw: sitk.Transform, settings: PreprocessSettings = PreprocessSettings()) -> dict:
+    """How far the engine's registration of each raw sequence onto the raw T1Gd lies from that sequence registered
+    directly onto the copy's same sequence (same contrast, inside the copy's brain), through `to_raw`: the mean and
+    largest distance in mm over points of the copy's brain (every 6th voxel)."""
+    transforms = Preprocessor(settings).align(dict(raw_images))[3]
+    brain = sample_images["t1c"] != 0
+    grid = sample_images["t1c"]
+    points = [grid.TransformIndexToPhysicalPoint([int(v) for v in index[::-1] * 6])
+              for index in np.argwhere(sitk.GetArrayViewFromImage(brain)[::6, ::6, ::6])]
+    errors = {}
+    for modality, engine in transforms.items():
+        method = mutual_information_registration(32, 0.2, 1, 300, (4, 2, 1), (2.0, 1.0, 0.0), gradient_tolerance=1e-7)
+        method.SetMetricFixedMask(brain)
+        fixed, moving = (sitk.Cast(i, sitk.sitkFloat32) for i in (sample_images[modality], raw_images[modality]))
+        method.SetInitialTransform(sitk.CenteredTransformInitializer(
+            fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY), inPlace=False)
+        direct = method.Execute(fixed, moving)
+        distances = [np.linalg.norm(np.subtract(engine.TransformPoint(to_raw.TransformPoint(p)), direct.TransformPoint(p)))
+                     for p in points]
+        errors[modality] = {"mean_mm": round(float(np.mean(distances)), 2), "max_mm": round(float(np.max(distances)), 2)}
+    return errors
 
 
 def carried(labels: sitk.Image, grid: sitk.Image, transform: sitk.Transform, smooth: bool) -> sitk.Image:
@@ -131,7 +155,9 @@ def run(variants: Sequence[Variant], card: ModelCard, copy: bool = True, native_
     consensus = sitk.ReadImage(str(sample["label"]))
     raw_images = {m: read_image(raw_files[m], m) for m in MODALITIES}
     to_raw = sample_to_raw(raw_images["t1c"], sample_images["t1c"])
-    results: dict = {"model": models_in_words(card, native_card), "runs": {}}
+    results: dict = {"model": models_in_words(card, native_card), "runs": {},
+                     "registration_errors": registration_errors(raw_images, sample_images, to_raw,
+                                                                variants[0].settings.preprocess)}
 
     for smooth, how in ((False, "nearest"), (True, "smooth")):
         on_raw = carried(consensus, raw_images["t1c"], to_raw.GetInverse(), smooth)
@@ -174,6 +200,9 @@ def print_table(results: dict) -> None:
         scores = run_["scores"]
         print(f"  {name:<28}" + "".join(f" {scores[r]['dice']:8.3f} {scores[r]['hd95']:8.1f}" for r in REGIONS)
               + f" {run_['seconds']:7.1f} {run_.get('cpu_seconds', 0.0):7.1f}")
+    errors = ", ".join(f"{DISPLAY_NAMES[m]} {e['mean_mm']:.2f} / {e['max_mm']:.2f}"
+                       for m, e in results["registration_errors"].items())
+    print(f"  registration onto the raw T1Gd against each sequence registered onto the copy's, mean / max mm: {errors}")
     copy = results["runs"]["preprocessed copy"]["scores"]
     for name, run_ in results["runs"].items():
         if name.startswith("raw "):

@@ -49,7 +49,8 @@ class CompareSettings:
     # the same transform within 0.05° and 0.05 mm.
     registration_subsample: int = 2
     registration: RegistrationSettings = RegistrationSettings(sampling_fraction=0.1, iterations=60,
-                                                              shrink_factors=(4, 2), smoothing_sigmas=(4.0, 2.0))
+                                                              shrink_factors=(4, 2), smoothing_sigmas=(4.0, 2.0),
+                                                              working_spacing_mm=None)
 
 
 @dataclass
