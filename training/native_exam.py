@@ -31,7 +31,7 @@ from braintumorseg.brain_extraction import BrainExtractionSettings
 from braintumorseg.images import read_image
 from braintumorseg.labels import REGIONS, from_internal, internal_from_regions, regions_from_internal, to_internal
 from braintumorseg.metrics import region_scores
-from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES
+from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES, reference_modality
 from braintumorseg.modelcard import ModelCard
 from braintumorseg.output_paths import write_text_atomic
 from braintumorseg.pipeline import Pipeline, SegmentationSettings, models_for, models_in_words
@@ -57,34 +57,37 @@ def raw_exam_files(folder: Path = RAW_EXAM) -> dict[str, Path]:
     return files
 
 
+def registered_onto(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image) -> sitk.Transform:
+    """The rigid transform that maps `fixed` points onto `moving`, fitted inside `mask` (fine, slow settings)."""
+    method = mutual_information_registration(32, 0.2, 1, 300, (4, 2, 1), (2.0, 1.0, 0.0), gradient_tolerance=1e-7)
+    method.SetMetricFixedMask(mask)
+    fixed, moving = (sitk.Cast(i, sitk.sitkFloat32) for i in (fixed, moving))
+    method.SetInitialTransform(sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY), inPlace=False)
+    return method.Execute(fixed, moving)
+
+
 def sample_to_raw(raw_t1c: sitk.Image, sample_t1c: sitk.Image) -> sitk.Transform:
     """The rigid transform that maps sample (BraTS space) points onto the raw T1Gd, fitted inside the sample's brain."""
-    brain = sample_t1c != 0
-    method = mutual_information_registration(32, 0.2, 1, 300, (4, 2, 1), (2.0, 1.0, 0.0), gradient_tolerance=1e-7)
-    method.SetMetricFixedMask(brain)
-    method.SetInitialTransform(sitk.CenteredTransformInitializer(
-        sample_t1c, raw_t1c, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY), inPlace=False)
-    return method.Execute(sample_t1c, raw_t1c)
+    return registered_onto(sample_t1c, raw_t1c, sample_t1c != 0)
 
 
 def registration_errors(raw_images: dict[str, sitk.Image], sample_images: dict[str, sitk.Image],
                         to_raw: sitk.Transform, settings: PreprocessSettings = PreprocessSettings()) -> dict:
-    """How far the engine's registration of each raw sequence onto the raw T1Gd lies from that sequence registered
-    directly onto the copy's same sequence (same contrast, inside the copy's brain), through `to_raw`: the mean and
-    largest distance in mm over points of the copy's brain (every 6th voxel)."""
+    """How far the engine puts each raw sequence on the raw T1Gd (registered or left in place) from where that
+    sequence registered directly onto the copy's same sequence puts it, through `to_raw`: the mean and largest
+    distance in mm over points of the copy's brain (every 6th voxel)."""
     transforms = Preprocessor(settings).align(dict(raw_images))[3]
     brain = sample_images["t1c"] != 0
-    grid = sample_images["t1c"]
-    points = [grid.TransformIndexToPhysicalPoint([int(v) for v in index[::-1] * 6])
+    points = [brain.TransformIndexToPhysicalPoint([int(v) for v in index[::-1] * 6])
               for index in np.argwhere(sitk.GetArrayViewFromImage(brain)[::6, ::6, ::6])]
     errors = {}
-    for modality, engine in transforms.items():
-        method = mutual_information_registration(32, 0.2, 1, 300, (4, 2, 1), (2.0, 1.0, 0.0), gradient_tolerance=1e-7)
-        method.SetMetricFixedMask(brain)
-        fixed, moving = (sitk.Cast(i, sitk.sitkFloat32) for i in (sample_images[modality], raw_images[modality]))
-        method.SetInitialTransform(sitk.CenteredTransformInitializer(
-            fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY), inPlace=False)
-        direct = method.Execute(fixed, moving)
+    reference = reference_modality(list(raw_images))
+    for modality, image in raw_images.items():
+        if modality == reference:
+            continue
+        engine = transforms.get(modality, sitk.Transform())
+        direct = registered_onto(sample_images[modality], image, brain)
         distances = [np.linalg.norm(np.subtract(engine.TransformPoint(to_raw.TransformPoint(p)), direct.TransformPoint(p)))
                      for p in points]
         errors[modality] = {"mean_mm": round(float(np.mean(distances)), 2), "max_mm": round(float(np.max(distances)), 2)}
@@ -147,8 +150,9 @@ def parse_variant(text: str) -> Variant:
 
 
 def run(variants: Sequence[Variant], card: ModelCard, copy: bool = True, native_card: ModelCard | None = None) -> dict:
-    """Segment the raw exam with each variant and (`copy`) the preprocessed copy with the defaults; score all.
-    `native_card`: the model for scanner-native exams beside `card`, as the engine's shipped pair."""
+    """Segment the raw exam with each variant and (`copy`) the preprocessed copy with the defaults; score all, and
+    measure the first variant's registration (`registration_errors`). `native_card`: the model for scanner-native
+    exams beside `card`, as the engine's shipped pair."""
     sample = sample_case()
     raw_files = raw_exam_files()
     sample_images = {m: read_image(sample[m], m) for m in MODALITIES}
@@ -203,6 +207,8 @@ def print_table(results: dict) -> None:
     errors = ", ".join(f"{DISPLAY_NAMES[m]} {e['mean_mm']:.2f} / {e['max_mm']:.2f}"
                        for m, e in results["registration_errors"].items())
     print(f"  registration onto the raw T1Gd against each sequence registered onto the copy's, mean / max mm: {errors}")
+    if "preprocessed copy" not in results["runs"]:
+        return
     copy = results["runs"]["preprocessed copy"]["scores"]
     for name, run_ in results["runs"].items():
         if name.startswith("raw "):

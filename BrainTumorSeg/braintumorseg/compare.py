@@ -48,6 +48,7 @@ class CompareSettings:
     # by a known 4° (braintumorseg-rano-benchmark) 4.3 s against 16.0 s at full resolution under the same load,
     # the same transform within 0.05° and 0.05 mm.
     registration_subsample: int = 2
+    # Own grids only: a baseline subsampled by 2 from 2.5 mm slices would otherwise cross the working-grid rule.
     registration: RegistrationSettings = RegistrationSettings(sampling_fraction=0.1, iterations=60,
                                                               shrink_factors=(4, 2), smoothing_sigmas=(4.0, 2.0),
                                                               working_spacing_mm=None)

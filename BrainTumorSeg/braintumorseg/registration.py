@@ -14,11 +14,9 @@ from .errors import InputError
 
 @dataclass(frozen=True)
 class RegistrationSettings:
-    """Rigid registration of an input onto the reference (Mattes mutual information), on the images' own grids.
-    A reference with slices thicker than twice `working_spacing_mm` (a 2D T1Gd) would be shrunk to 22 mm slices
-    by a factor of 4, and its registration was 2 mm off (docs/native-exams.md): then both images are first smoothed
-    and resampled to cubic voxels of `working_spacing_mm` (`coarse`) and registered there with
-    `working_shrink_factors`. None: always the own grids."""
+    """Rigid registration onto the reference (Mattes mutual information) on the images' own grids. Onto a reference
+    with slices thicker than twice `working_spacing_mm` (a 2D T1Gd) both images are first resampled to cubic voxels
+    of that size (`coarse`) and registered with `working_shrink_factors` (docs/native-exams.md). None: own grids."""
 
     histogram_bins: int = 32
     sampling_fraction: float = 0.05
