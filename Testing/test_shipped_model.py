@@ -73,7 +73,11 @@ def test_sample_case_dice_stays_above_floor(card, sample, tmp_path, subset):
     if subset == "all" and cpu_has_native_bfloat16():  # the reference was made in bfloat16
         expected = sitk.ReadImage(str(REFERENCE_LABELS))
         differ = np.count_nonzero(sitk.GetArrayViewFromImage(expected) != sitk.GetArrayViewFromImage(image))
-        assert differ == 0, f"{differ} voxels differ from the sample's reference labels ({REFERENCE_LABELS.name})"
+        # Other CPUs' bfloat16 kernels move a few voxels at the threshold: 0 on the machines that made the
+        # reference, 13 of its 26 633 labelled voxels on an EPYC of family 25 model 17 (session 8, the code of
+        # engine 0.8.0 too). So up to 0.1 % of them (26) may differ.
+        limit = np.count_nonzero(sitk.GetArrayViewFromImage(expected)) // 1000
+        assert differ <= limit, f"{differ} voxels differ from the sample's reference labels ({REFERENCE_LABELS.name})"
         assert expected.GetOrigin() == image.GetOrigin() and expected.GetDirection() == image.GetDirection()
 
 
