@@ -10,6 +10,8 @@ not pull it) and scored (Dice, HD95) against the sample's consensus label, carri
 (each region interpolated linearly and cut at one half, the surface between the 5.5 mm slices). The preprocessed copy (the bundled
 sample) is segmented and scored in the same run. "ceiling" is the consensus label carried onto the raw T1Gd grid
 and back: what the thick slices alone cost any result written on that grid.
+It also prints how far the engine's registration puts each raw sequence from where registering it directly onto
+the copy's same sequence does (`registration_errors`).
 
 Variant keys are fields of `PreprocessSettings` (register, skull_strip, bias_correction, ...) and `tta`.
 """
