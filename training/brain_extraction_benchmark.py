@@ -31,23 +31,13 @@ from braintumorseg.errors import InputError
 from braintumorseg.metrics import dice
 from braintumorseg.modalities import MODALITIES
 from braintumorseg.preprocessing import TEMPLATE_LIKE, Preprocessor, PreprocessSettings
-from braintumorseg.registration import mutual_information_registration
 from braintumorseg.resources import sample_case
 
-from .native_exam import RAW_EXAM, SHARED_DATA, raw_exam_files
+from .native_exam import RAW_EXAM, SHARED_DATA, raw_exam_files, registered_onto
 
 PYRADIOMICS = SHARED_DATA / "other_mri" / "pyradiomics_brain_tumor"
 # (inner mm, outer mm, share of the median brain intensity): CSF, bone, scalp around the brain.
 HEAD_SHELLS = ((0.0, 3.0, 0.15), (3.0, 8.0, 0.05), (8.0, 14.0, 1.4))
-
-
-def sample_to_scanner(scanner: sitk.Image, stripped: sitk.Image) -> sitk.Transform:
-    """Rigid transform from sample (BraTS space) points to this patient's scanner space, fitted in the brain only."""
-    method = mutual_information_registration(32, 0.1, 1, 300, (4, 2, 1), (2.0, 1.0, 0.0), gradient_tolerance=1e-7)
-    method.SetMetricFixedMask(stripped != 0)
-    method.SetInitialTransform(sitk.CenteredTransformInitializer(
-        stripped, scanner, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY), inPlace=False)
-    return method.Execute(stripped, scanner)
 
 
 def raw_exam_case() -> dict:
@@ -57,7 +47,7 @@ def raw_exam_case() -> dict:
     images = {m: sitk.ReadImage(p, sitk.sitkFloat32) for m, p in files.items()}
     grid, arrays, *_ = Preprocessor(PreprocessSettings(register="on")).align(images)
     stripped = sitk.ReadImage(str(sample["t1c"]), sitk.sitkFloat32)
-    raw_to_sample = sample_to_scanner(images["t1c"], stripped).GetInverse()
+    raw_to_sample = registered_onto(stripped, images["t1c"], stripped != 0, sampling_fraction=0.1).GetInverse()
     brain = sitk.Resample(stripped != 0, grid, raw_to_sample, sitk.sitkNearestNeighbor, 0)
     label = sitk.Resample(sitk.ReadImage(str(sample["label"])), grid, raw_to_sample, sitk.sitkNearestNeighbor, 0)
     return {"name": "raw exam TCGA-FG-6692 (5.5 mm, skull on)", "grid": grid, "arrays": arrays, "images": images,

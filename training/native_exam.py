@@ -59,9 +59,10 @@ def raw_exam_files(folder: Path = RAW_EXAM) -> dict[str, Path]:
     return files
 
 
-def registered_onto(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image) -> sitk.Transform:
+def registered_onto(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image,
+                    sampling_fraction: float = 0.2) -> sitk.Transform:
     """The rigid transform that maps `fixed` points onto `moving`, fitted inside `mask` (fine, slow settings)."""
-    method = mutual_information_registration(32, 0.2, 1, 300, (4, 2, 1), (2.0, 1.0, 0.0), gradient_tolerance=1e-7)
+    method = mutual_information_registration(32, sampling_fraction, 1, 300, (4, 2, 1), (2.0, 1.0, 0.0), gradient_tolerance=1e-7)
     method.SetMetricFixedMask(mask)
     fixed, moving = (sitk.Cast(i, sitk.sitkFloat32) for i in (fixed, moving))
     method.SetInitialTransform(sitk.CenteredTransformInitializer(
