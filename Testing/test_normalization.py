@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.ndimage import binary_erosion
 from braintumorseg.normalization import NYUL_PERCENTILES, NyulStandardizer, zscore
 from phantoms import tissue_phantom
 
@@ -15,6 +16,19 @@ def test_zscore_statistics_inside_the_mask():
     assert abs(out[mask].std() - 1.0) < 1e-4
     assert not out[~mask].any()
     np.testing.assert_allclose(out, zscore(image, mask), atol=1e-4)  # invariant to a linear rescale
+
+
+def test_zscore_statistics_from_a_region_apply_to_the_whole_mask():
+    """An extractor's mask with a dark shell (CSF, dura) at its edge: statistics from its interior ignore it."""
+    image, mask = tissue_phantom(seed=1)
+    interior = binary_erosion(mask, iterations=2)
+    shell = mask & ~interior
+    dark = np.where(shell, 0.1 * image, image)
+    out = zscore(dark, mask, interior)
+    np.testing.assert_allclose(out[interior], zscore(image, mask, interior)[interior], atol=1e-5)
+    assert abs(out[interior].mean()) < 1e-4 and out[shell].mean() < out[interior].mean()
+    assert not out[~mask].any() and out[shell].all()
+    assert abs(zscore(dark, mask)[interior].mean()) > 0.01  # the whole mask's statistics feel the shell
 
 
 def test_zscore_of_a_constant_region_does_not_divide_by_zero():

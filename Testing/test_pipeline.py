@@ -131,6 +131,7 @@ def test_a_model_trained_on_n4_without_the_tumour_gets_n4_refitted_so(tiny_card,
     report = Pipeline(refitting, progress=lambda stage, fraction: seen.append((stage, fraction))).segment_files(
         synthetic, tmp_path / "seg.nii.gz")
     assert report.n4_without_tumour_ml is not None and report.n4_without_tumour_ml >= 0
+    assert "bias correction" not in report.stage_seconds, "N4 runs once, without the tumour"
     assert REFIT_BIAS in report.stage_seconds and [s for s, _ in seen].index(REFIT_BIAS) < [
         s for s, _ in seen].index("inference")
     fractions = [f for _, f in seen]
@@ -138,6 +139,7 @@ def test_a_model_trained_on_n4_without_the_tumour_gets_n4_refitted_so(tiny_card,
     assert fractions[[s for s, _ in seen].index("post-processing")] < 0.95  # the two passes are not counted twice
     once = Pipeline(tiny_card).segment_files(synthetic, tmp_path / "seg1.nii.gz")
     assert once.n4_without_tumour_ml is None and REFIT_BIAS not in once.stage_seconds
+    assert "bias correction" in once.stage_seconds
     assert Pipeline(refitting).prepare_files(synthetic).case.uncorrected  # kept for the refit only
     assert not Pipeline(tiny_card).prepare_files(synthetic).case.uncorrected
     no_n4 = Pipeline(refitting, SegmentationSettings(PreprocessSettings(bias_correction=False)))

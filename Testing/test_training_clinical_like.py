@@ -107,3 +107,54 @@ def test_a_step_switched_off_changes_only_that_step(exam):
     assert posed.bias_coefficient == ExamSettings().bias_coefficient
     parsed = _parser().parse_args(["clinical-like", "cases", "--out", "exams", "--without", *STEPS_OFF])
     assert parsed.without == list(STEPS_OFF)
+
+
+def test_a_skull_and_a_thick_t1gd_change_only_what_they_name(exam):
+    """`--with skull thick-t1c`: every series gets a head reaching its field of view's edge, and the T1Gd is a 2D
+    thick-slice series; the other series keep their grids and pose, and the label stays on the T1Gd's grid."""
+    from training.clinical_like import settings_without
+    images, label, (series, reference, record) = exam
+    harder, reference_harder, record_harder = make_exam(images, label, "case", 3,
+                                                        settings_without((), COARSE, ("skull", "thick-t1c")))
+    assert record_harder.extras == ["skull", "thick-t1c"] and record.extras == []
+    assert record_harder.head_rotation_deg == record.head_rotation_deg
+    for modality in ("t1", "t2", "flair"):
+        assert harder[modality].GetSize() == series[modality].GetSize()
+        assert harder[modality].GetOrigin() == series[modality].GetOrigin()
+    t1c, drawn = harder["t1c"], record_harder.series["t1c"]
+    assert 5.0 <= t1c.GetSpacing()[2] <= 7.0 and drawn.slice_thickness_mm >= 5.0 and drawn.motion_rotation_deg == 0.0
+    assert reference_harder.GetSize() == t1c.GetSize() and reference_harder.GetSpacing() == t1c.GetSpacing()
+    assert np.count_nonzero(sitk.GetArrayFromImage(reference_harder)) > 0
+    for modality, image in harder.items():
+        plain = sitk.GetArrayFromImage(series[modality]) if modality != "t1c" else None
+        array = sitk.GetArrayFromImage(image)
+        faces = np.concatenate([array[0].ravel(), array[-1].ravel(), array[:, 0].ravel(), array[:, -1].ravel()])
+        assert np.mean(faces > 0) > 0.5, f"{modality}: the head's noisy air must reach the edge"
+        if plain is not None:
+            assert np.count_nonzero(array) > 1.5 * np.count_nonzero(plain)
+
+
+def test_the_t2_head_has_bright_csf_and_the_t1_head_dark(tmp_path):
+    from training.clinical_like import HEAD_SHELLS, distance_outside, with_head
+    brain = sitk.Image([40, 40, 40], sitk.sitkUInt8)
+    brain[10:30, 10:30, 10:30] = 1
+    image = sitk.Cast(brain, sitk.sitkFloat32) * 100.0
+    distance = distance_outside(brain)
+    rim = (distance > 0) & (distance <= 3)
+    for modality, bright in (("t1", False), ("t2", True)):
+        head = sitk.GetArrayFromImage(with_head(image, distance, HEAD_SHELLS[modality], np.random.default_rng(0)))
+        assert (head[rim].mean() > 100.0) == bright
+        assert head[(distance > 8) & (distance <= 14)].mean() > 100.0  # the scalp's fat
+        assert 0 < head[distance > 14].mean() < 10.0  # noisy air
+
+
+def test_exams_of_other_settings_go_to_their_own_folder():
+    from training.cli import _parser
+    from training.clinical_like import STEPS_ON, exams_folder_name
+    assert exams_folder_name(0) == "clinical-like-0"
+    assert exams_folder_name(0, ("thick-t1c", "skull")) == "clinical-like-0-skull-thick-t1c"
+    parsed = _parser().parse_args(["clinical-like", "cases", "--out", "exams", "--with", *STEPS_ON])
+    assert parsed.extras == list(STEPS_ON)
+    parsed = _parser().parse_args(["evaluate", "cases", "--model", "m.json", "--out", "o", "--clinical-like", "0",
+                                   "--clinical-like-with", "skull"])
+    assert parsed.clinical_like_with == ["skull"]

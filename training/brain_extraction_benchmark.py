@@ -33,11 +33,10 @@ from braintumorseg.modalities import MODALITIES
 from braintumorseg.preprocessing import TEMPLATE_LIKE, Preprocessor, PreprocessSettings
 from braintumorseg.resources import sample_case
 
+from .clinical_like import HEAD_SHELLS, distance_outside, with_head
 from .native_exam import RAW_EXAM, SHARED_DATA, raw_exam_files, registered_onto
 
 PYRADIOMICS = SHARED_DATA / "other_mri" / "pyradiomics_brain_tumor"
-# (inner mm, outer mm, share of the median brain intensity): CSF, bone, scalp around the brain.
-HEAD_SHELLS = ((0.0, 3.0, 0.15), (3.0, 8.0, 0.05), (8.0, 14.0, 1.4))
 
 
 def raw_exam_case() -> dict:
@@ -54,21 +53,6 @@ def raw_exam_case() -> dict:
             "brain": sitk.GetArrayFromImage(brain) > 0, "tumour": sitk.GetArrayFromImage(label) > 0, "label": label}
 
 
-def with_head(image: sitk.Image, brain: sitk.Image, seed: int) -> sitk.Image:
-    """A skull-stripped brain given back a head: CSF rim, dark bone, bright scalp, noisy air."""
-    distance = sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(
-        brain, insideIsPositive=False, squaredDistance=False, useImageSpacing=True))
-    array = sitk.GetArrayFromImage(image).astype(np.float32)
-    level = float(np.median(array[array > 0]))
-    for inner, outer, share in HEAD_SHELLS:
-        array[(distance > inner) & (distance <= outer)] = share * level
-    array[distance > HEAD_SHELLS[-1][1]] = 0.0
-    array += np.abs(np.random.default_rng(seed).normal(0.0, 0.02 * level, array.shape)).astype(np.float32)
-    head = sitk.GetImageFromArray(array)
-    head.CopyInformation(image)
-    return head
-
-
 def sample_head_case(modalities: tuple[str, ...] = MODALITIES) -> dict:
     """The bundled sample with a synthetic head, turned and moved onto a 1.2 mm grid."""
     sample = sample_case()
@@ -80,8 +64,10 @@ def sample_head_case(modalities: tuple[str, ...] = MODALITIES) -> dict:
     grid.SetSpacing((1.2, 1.2, 1.2))
     grid.SetOrigin(brain.GetOrigin())
     grid.SetDirection(brain.GetDirection())
-    arrays = {m: sitk.GetArrayFromImage(sitk.Resample(with_head(image, brain, seed), grid, motion, sitk.sitkLinear,
-                                                      0.0)) for seed, (m, image) in enumerate(images.items())}
+    distance = distance_outside(brain)
+    arrays = {m: sitk.GetArrayFromImage(sitk.Resample(
+        with_head(image, distance, HEAD_SHELLS[m], np.random.default_rng(seed)), grid, motion, sitk.sitkLinear, 0.0))
+        for seed, (m, image) in enumerate(images.items())}
     truth = sitk.Resample(brain, grid, motion, sitk.sitkNearestNeighbor, 0)
     label = sitk.Resample(sitk.ReadImage(str(sample["label"])), grid, motion, sitk.sitkNearestNeighbor, 0)
     return {"name": "sample with a synthetic head (1.2 mm, turned)", "grid": grid, "arrays": arrays,

@@ -12,6 +12,7 @@ from pathlib import Path
 from braintumorseg.errors import InputError
 from braintumorseg.settings import DEVICES, REGISTER_MODES, TRAINING_DEVICES
 
+from .clinical_like import STEPS_ON
 from .discovery import labelled_cases
 
 
@@ -134,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--clinical-like", type=int, metavar="SEED",
                           help="also make clinical-like exams of the cases with this seed (in --out) and score "
                                "them beside the originals: docs/clinical-benchmark.md")
+    evaluate.add_argument("--clinical-like-with", nargs="*", default=[], choices=tuple(STEPS_ON), metavar="OPTION",
+                          help="make those exams harder: skull = a synthetic head to strip, thick-t1c = the T1Gd "
+                               "as a 2D thick-slice series too")
     evaluate.add_argument("--fp32", action="store_true",
                           help="run the network in float32 (default: the engine's reduced precision where native)")
 
@@ -144,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
     clinical.add_argument("--cases", nargs="*", default=[], help="only these case names")
     clinical.add_argument("--without", nargs="*", default=[], choices=("bias", "noise", "pose", "motion", "thick"),
                           help="switch these steps off (same seed, same other draws): which one hurts a case")
+    clinical.add_argument("--with", dest="extras", nargs="*", default=[], choices=tuple(STEPS_ON), metavar="OPTION",
+                          help="make the exams harder: skull = a synthetic head (CSF, bone, scalp) the engine must "
+                               "strip, thick-t1c = the T1Gd as a 2D thick-slice series too")
 
     benchmark = commands.add_parser("benchmark", help="training throughput, fp32 against mixed precision")
     benchmark.add_argument("--batch-size", type=int, default=2)
@@ -181,7 +188,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                                         InferenceSettings(device=args.device, tta=args.tta, amp=not args.fp32))
     subsets = tuple(s.strip() for s in args.subsets.split(",") if s.strip())
     result = evaluate(EvaluateSettings(args.model, args.roots, args.out, tuple(args.cases), subsets, segmentation,
-                                       args.clinical_like, args.native_model))
+                                       args.clinical_like, args.native_model, tuple(args.clinical_like_with)))
     print(result["markdown"], end="")
     print(f"tables written to {args.out}")
     return 0
@@ -189,7 +196,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _clinical_like(args: argparse.Namespace) -> int:
     from .clinical_like import generate, settings_without
-    folders = generate(args.roots, args.out, args.seed, tuple(args.cases), settings_without(tuple(args.without)))
+    folders = generate(args.roots, args.out, args.seed, tuple(args.cases),
+                       settings_without(tuple(args.without), extras=tuple(args.extras)))
     print(f"{len(folders)} clinical-like exams (seed {args.seed}) written to {args.out}")
     return 0
 

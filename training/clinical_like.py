@@ -5,7 +5,9 @@ something else: each series on its own grid, the head turned in the scanner, a l
 series, 2D series with thick slices, a smooth coil (bias) field and an arbitrary integer scale. `make_exam`
 simulates all of these from one case, seeded; the reference label goes onto the exam's T1Gd grid (nearest
 neighbour, through the T1Gd's own pose), so a result on that grid is scored against it directly.
-The skull stays off: BraTS images have none to move. docs/clinical-benchmark.md describes the choices.
+Two options go further (`--with`): `skull` gives each series a synthetic head (CSF rim, bone, scalp, noisy air)
+before it is acquired, so the engine must strip it; `thick-t1c` acquires the T1Gd as a 2D thick-slice series
+too. docs/clinical-benchmark.md describes the choices.
 """
 
 from __future__ import annotations
@@ -55,6 +57,18 @@ class ExamSettings:
     bias_coefficient: float = 0.25      # MONAI RandBiasField coefficient range (degree 3)
     peak_range: tuple[float, float] = (300.0, 4000.0)        # the stored 99.5th percentile, per series
     noise_fraction: float = 0.02        # Gaussian noise sigma as a share of the brain's mean, inside the brain
+    skull: bool = False                 # give each series a synthetic head (HEAD_SHELLS) before it is acquired
+    thick_t1c: bool = False             # acquire the T1Gd as a 2D thick-slice series, like the others
+
+
+# (inner mm, outer mm, share of the brain's median intensity) outside the brain, per sequence: CSF, bone, scalp.
+# CSF is dark on T1, T1Gd and FLAIR and bright on T2; fat makes the scalp bright on all four. Noisy air fills
+# HEAD_PAD_MM more around the case, so it reaches the edge of any field of view the generator draws.
+HEAD_SHELLS = {"t1": ((0.0, 3.0, 0.15), (3.0, 8.0, 0.05), (8.0, 14.0, 1.4)),
+               "t1c": ((0.0, 3.0, 0.15), (3.0, 8.0, 0.05), (8.0, 14.0, 1.4)),
+               "t2": ((0.0, 3.0, 2.0), (3.0, 8.0, 0.05), (8.0, 14.0, 1.2)),
+               "flair": ((0.0, 3.0, 0.15), (3.0, 8.0, 0.05), (8.0, 14.0, 1.0))}
+HEAD_PAD_MM = 60.0
 
 
 # Generator steps that can be switched off (`clinical-like --without`), to see which one hurts a case.
@@ -62,15 +76,25 @@ STEPS_OFF = {"bias": {"bias_coefficient": 0.0}, "noise": {"noise_fraction": 0.0}
              "pose": {"head_rotation_deg": 0.0, "head_translation_mm": 0.0, "oblique_deg": 0.0},
              "motion": {"motion_rotation_deg": (0.0, 0.0), "motion_translation_mm": (0.0, 0.0)},
              "thick": {"slice_thickness_mm": (1.0, 1.0), "slice_gap_mm": (0.0, 0.0), "in_plane_mm": (1.0, 1.0)}}
+# Options that make the exams harder (`clinical-like --with`, `evaluate --clinical-like-with`).
+STEPS_ON = {"skull": {"skull": True}, "thick-t1c": {"thick_t1c": True}}
 
 
-def settings_without(steps: tuple[str, ...], settings: ExamSettings = ExamSettings()) -> ExamSettings:
-    """The settings with the named steps switched off; the random draws stay the same, so the exams differ
-    only in those steps."""
+def settings_without(steps: tuple[str, ...], settings: ExamSettings = ExamSettings(),
+                     extras: tuple[str, ...] = ()) -> ExamSettings:
+    """The settings with the named steps switched off and the named `extras` (STEPS_ON) on; the random draws
+    stay the same, so the exams differ only in those steps."""
     changes = {}
     for step in steps:
         changes.update(STEPS_OFF[step])
+    for extra in extras:
+        changes.update(STEPS_ON[extra])
     return replace(settings, **changes)
+
+
+def exams_folder_name(seed: int, extras: tuple[str, ...] = ()) -> str:
+    """clinical-like-<seed>, with the extras that made the exams: exams of other settings never mix."""
+    return "-".join(["clinical-like", str(seed), *sorted(extras)])
 
 
 @dataclass
@@ -97,6 +121,7 @@ class ExamRecord:
     head_rotation_deg: list[float]
     head_translation_mm: list[float]
     series: dict[str, SeriesRecord] = field(default_factory=dict)
+    extras: list[str] = field(default_factory=list)  # STEPS_ON names that made this exam
 
 
 def rotation_matrix(angles_deg: np.ndarray) -> np.ndarray:
@@ -179,6 +204,34 @@ def _bias_field(shape_zyx: tuple[int, ...], coefficient: float, seed: int) -> np
     return np.asarray(transform(np.ones((1, *shape_zyx), np.float32)))[0]
 
 
+def _padded(image: sitk.Image) -> sitk.Image:
+    """The image grown by HEAD_PAD_MM of zeros on every side: room for the head's air up to any field of view."""
+    pad = [int(np.ceil(HEAD_PAD_MM / s)) for s in image.GetSpacing()]
+    return sitk.ConstantPad(image, pad, pad, 0)
+
+
+def distance_outside(brain: sitk.Image) -> np.ndarray:
+    """Each voxel's distance to the brain in mm (0 inside), as a (z, y, x) array on the `_padded` grid."""
+    return sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(
+        _padded(brain), insideIsPositive=False, squaredDistance=False, useImageSpacing=True))
+
+
+def with_head(image: sitk.Image, distance: np.ndarray, shells: tuple[tuple[float, float, float], ...],
+              rng: np.random.Generator) -> sitk.Image:
+    """A skull-stripped image given back a head: the shells (HEAD_SHELLS) at their `distance_outside` the brain,
+    then noisy air, on the `_padded` grid."""
+    image = _padded(image)
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    level = float(np.median(array[array > 0]))
+    for inner, outer, share in shells:
+        array[(distance > inner) & (distance <= outer)] = share * level
+    array[distance > shells[-1][1]] = 0.0
+    array += np.abs(rng.normal(0.0, 0.02 * level, array.shape)).astype(np.float32)
+    head = sitk.GetImageFromArray(array)
+    head.CopyInformation(image)
+    return head
+
+
 def _acquire(image: sitk.Image, pose: sitk.Transform, grid: sitk.Image, axis_zyx: int | None,
              thickness: float) -> np.ndarray:
     """The image as seen through `pose` on `grid`; a thick-slice series averages over its slice profile."""
@@ -210,6 +263,7 @@ def make_exam(images: dict[str, sitk.Image], label: sitk.Image, case: str, seed:
     """A clinical-like exam of a co-registered, skull-stripped case: its series, the label on the T1Gd's
     grid, and what was drawn. `images` are the case's sequences (t1, t1c, t2, flair; any subset)."""
     rng = np.random.default_rng(case_seed(seed, case))
+    extra = np.random.default_rng(case_seed(seed, case + "/extras"))  # the extras' draws leave `rng`'s alone
     first = next(iter(images.values()))
     brain = sitk.Cast(first != 0, sitk.sitkUInt8)
     for image in images.values():
@@ -220,8 +274,10 @@ def make_exam(images: dict[str, sitk.Image], label: sitk.Image, case: str, seed:
     head_angles = rng.uniform(-1, 1, 3) * settings.head_rotation_deg
     head_shift = rng.uniform(-1, 1, 3) * settings.head_translation_mm
     head = rigid(rotation_matrix(head_angles), head_shift, centre)
-    record = ExamRecord(case, seed, head_angles.round(3).tolist(), head_shift.round(3).tolist())
+    extras = [name for name, on in STEPS_ON.items() if all(getattr(settings, k) == v for k, v in on.items())]
+    record = ExamRecord(case, seed, head_angles.round(3).tolist(), head_shift.round(3).tolist(), extras=extras)
     series, poses = {}, {}
+    distance = distance_outside(brain) if settings.skull else None
     for modality in (m for m in MODALITIES if m in images):
         three_d = modality == "t1c"
         plane = "axial" if three_d else _draw_plane(rng)
@@ -242,13 +298,28 @@ def make_exam(images: dict[str, sitk.Image], label: sitk.Image, case: str, seed:
             pose = compose(head, motion)
         points = np.array([pose.GetInverse().TransformPoint(p.tolist()) for p in corners])
         margins = rng.uniform(*settings.fov_margin_mm, (3, 2))
+        plain = (spacing, thickness, three_d)  # the series as the default settings acquire it
+        if three_d and settings.thick_t1c:  # an axial 2D series, the reference: the head's pose, no motion
+            in_plane = extra.uniform(*settings.in_plane_mm)
+            thickness = float(extra.uniform(*settings.slice_thickness_mm))
+            spacing = np.array([in_plane, in_plane, thickness + extra.uniform(*settings.slice_gap_mm)])
+            three_d = False
         origin, size = covering_grid(points, direction, spacing, margins)
         grid = make_grid(origin, size, spacing, direction)
-        array = _acquire(images[modality], pose, grid, None if three_d else 0, thickness)
+        source = with_head(images[modality], distance, HEAD_SHELLS[modality], extra) if settings.skull \
+            else images[modality]
+        array = _acquire(source, pose, grid, None if three_d else 0, thickness)
         inside = array > 0
         array *= _bias_field(array.shape, settings.bias_coefficient, int(rng.integers(2**31)))
         mean = float(array[inside].mean()) if inside.any() else 1.0
-        array[inside] += rng.normal(0.0, settings.noise_fraction * mean, int(inside.sum()))
+        noise = rng
+        if settings.skull or plain[2] != three_d:
+            # `rng` draws the default exam's noise, so the later series are drawn as there; this one's is `extra`'s.
+            plain_grid = make_grid(*covering_grid(points, direction, plain[0], margins), plain[0], direction)
+            rng.normal(size=int(np.count_nonzero(_acquire(images[modality], pose, plain_grid,
+                                                          None if plain[2] else 0, plain[1]) > 0)))
+            noise = extra
+        array[inside] += noise.normal(0.0, settings.noise_fraction * mean, int(inside.sum()))
         peak = float(rng.uniform(*settings.peak_range))
         top = float(np.percentile(array[inside], 99.5)) if inside.any() else 1.0
         array = np.clip(np.rint(np.where(inside, array, 0.0) * (peak / max(top, 1e-6))), 0, 32767)

@@ -22,6 +22,7 @@ from braintumorseg.modelcard import ModelCard
 from braintumorseg.output_paths import check_output_folder, write_text_atomic
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 
+from .clinical_like import exams_folder_name
 from .discovery import WHOLE_TUMOUR_ONLY, LabelledCase, labelled_cases
 
 DEFAULT_SUBSETS = ("all", "flair+t1c", "flair+t1", "flair")
@@ -52,6 +53,7 @@ class EvaluateSettings:
     segmentation: SegmentationSettings = field(default_factory=SegmentationSettings)
     clinical_like: int | None = None  # a seed: also score clinical-like exams of the same cases (clinical_like.py)
     native_card: Path | None = None  # the model for scanner-native exams beside `card`, as the engine's shipped pair
+    clinical_like_with: tuple[str, ...] = ()  # generator options that make the exams harder (clinical_like.STEPS_ON)
 
 
 def reference_classes(item: LabelledCase) -> tuple[np.ndarray, sitk.Image, tuple[str, ...]]:
@@ -141,17 +143,18 @@ def _score_items(pipeline: Pipeline, items: list[LabelledCase], subsets: dict[st
 
 
 def clinical_like_items(roots: list[Path], items: list[LabelledCase], folder: Path, seed: int,
-                        log) -> list[LabelledCase]:
-    """The clinical-like exams of the cases (seeded), made in `folder`; exams already there with this seed
-    are kept (the generator is deterministic per seed and case)."""
-    from .clinical_like import generate
+                        log, extras: tuple[str, ...] = ()) -> list[LabelledCase]:
+    """The clinical-like exams of the cases (seeded, with the generator's `extras`), made in `folder`; exams
+    already there with this seed and these extras are kept (the generator is deterministic per seed and case)."""
+    from .clinical_like import generate, settings_without
     todo = []
     for item in items:
         record = folder / item.case.name / "exam.json"
-        if not (record.is_file() and json.loads(record.read_text()).get("seed") == seed):
+        made = json.loads(record.read_text()) if record.is_file() else {}
+        if not (made.get("seed") == seed and sorted(made.get("extras", [])) == sorted(extras)):
             todo.append(item.case.name)
     if todo:
-        generate(roots, folder, seed, tuple(todo), log=log)
+        generate(roots, folder, seed, tuple(todo), settings_without((), extras=extras), log=log)
     return labelled_cases([folder], only={i.case.name for i in items})
 
 
@@ -210,8 +213,9 @@ def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
         raise InputError("no case has all the modalities of any requested subset; choose other --subsets.")
     clinical_rows = []
     if settings.clinical_like is not None:
-        exams = settings.out / f"clinical-like-{settings.clinical_like}"
-        clinical_rows = _score_items(pipeline, clinical_like_items(settings.roots, items, exams, settings.clinical_like, log),
+        exams = settings.out / exams_folder_name(settings.clinical_like, settings.clinical_like_with)
+        clinical_rows = _score_items(pipeline, clinical_like_items(settings.roots, items, exams, settings.clinical_like,
+                                                                   log, settings.clinical_like_with),
                                      subsets, CLINICAL_LIKE, log, precisions)
     settings.out.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
@@ -233,7 +237,8 @@ def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
     if settings.clinical_like is not None:
         both = {PRISTINE: table, CLINICAL_LIKE: summarize(clinical_rows, tuple(subsets))}
         per_case = side_by_side(rows + clinical_rows)
-        result["clinical_like"] = {"seed": settings.clinical_like, "exams": str(exams), "means": both[CLINICAL_LIKE],
+        result["clinical_like"] = {"seed": settings.clinical_like, "with": list(settings.clinical_like_with),
+                                   "exams": str(exams), "means": both[CLINICAL_LIKE],
                                    "cases": per_case}
         markdown += "\n" + side_by_side_markdown(both, per_case)
     write_text_atomic(json.dumps(result, indent=2) + "\n", settings.out / "means.json")

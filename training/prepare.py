@@ -105,7 +105,7 @@ def prepare_case(item: LabelledCase, settings: PrepareSettings,
     case = item.case
     images = {m: read_image(p, m) for m, p in case.inputs.items()}
     preprocessor = Preprocessor(PreprocessSettings(bias_correction=settings.bias_correction), normalization)
-    prepared = preprocessor.run(images)
+    prepared = preprocessor.run(images, refits_bias=lambda scanner_native: settings.n4_without_tumour)
     label = sitk.ReadImage(str(case.label))
     label = resample_to_reference(label, prepared.reference, interpolator=sitk.sitkNearestNeighbor)
     label_array = sitk.GetArrayFromImage(label)[prepared.box]

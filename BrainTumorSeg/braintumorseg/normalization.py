@@ -9,9 +9,10 @@ import numpy as np
 NYUL_PERCENTILES = (1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 99.0)
 
 
-def zscore(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Subtract the brain mean and divide by the brain standard deviation; zero outside the mask."""
-    values = image[mask]
+def zscore(image: np.ndarray, mask: np.ndarray, statistics: np.ndarray | None = None) -> np.ndarray:
+    """Subtract the brain mean and divide by the brain standard deviation, both taken inside `statistics`
+    (default: the mask); zero outside the mask."""
+    values = image[mask if statistics is None else statistics]
     if values.size == 0:
         return np.zeros_like(image, dtype=np.float32)
     mean, std = float(values.mean()), float(values.std())

@@ -293,7 +293,13 @@ class Pipeline:
     def card_for(self, prepared: PreparedCase) -> ModelCard:
         """The model that segments this case: the scanner-native one for an exam on several grids, registered or
         skull-stripped here (`PreparedCase.scanner_native`), when the pipeline has one; else the default."""
-        return self.native_card if self.native_card is not None and prepared.scanner_native else self.card
+        return self._card_for(prepared.scanner_native)
+
+    def _card_for(self, scanner_native: bool) -> ModelCard:
+        return self.native_card if self.native_card is not None and scanner_native else self.card
+
+    def _refits_bias_for(self, scanner_native: bool) -> bool:
+        return self._card_for(scanner_native).n4_without_tumour
 
     def _load_model(self, card: ModelCard) -> Segmenter:
         if id(card) not in self._segmenters:
@@ -308,8 +314,10 @@ class Pipeline:
         usable = {m: i for m, i in images.items() if m in self.card.channels}
         if not usable:
             raise InputError(f"the model uses {', '.join(self.card.channels)}; none of these was given.")
-        prepared = self.preprocessor.run(usable, self._stage, self.cancel.check)
-        if not self._refits_bias():
+        prepared = self.preprocessor.run(usable, self._stage, self.cancel.check, self._refits_bias_for)
+        if self._refits_bias_for(prepared.scanner_native):  # N4 was left to the refit: its share of the progress too
+            self._weights[REFIT_BIAS] = self._weights.get(REFIT_BIAS, 0.0) + self._weights.pop("bias correction", 0.0)
+        else:
             prepared.uncorrected = {}  # kept only for a model that refits N4 (`_finish`); it travels with the case
         self._report.registration = [asdict(r) for r in prepared.alignment]
         self._report.skull_stripping = prepared.skull_stripping

@@ -57,6 +57,9 @@ class PreprocessSettings:
     skull_strip: str = "auto"
     network_space: str = "auto"
     crop_margin_mm: float = 8.0
+    # z-score statistics of a brain mask made here by skull stripping come from the mask eroded by this much: its
+    # edge is the extractor's guess, and the shell it adds or loses (CSF, dura, cortex) shifts every channel's mean
+    stripped_statistics_margin_mm: float = 4.5
     bias: BiasSettings = BiasSettings()
     registration: RegistrationSettings = RegistrationSettings()
     brain_extraction: BrainExtractionSettings = BrainExtractionSettings()
@@ -79,6 +82,7 @@ class PreparedCase:
     scanner_native: bool = False  # inputs on several grids, registered or skull-stripped here: not a BraTS-like set
     thick_slices: tuple[str, ...] = ()  # the inputs acquired with slices more than THICK_SLICE_MM apart
     uncorrected: dict[str, np.ndarray] = field(default_factory=dict)  # before N4, for `Preprocessor.refit_bias`
+    statistics: np.ndarray | None = None  # where the z-score statistics come from, when not the whole mask
 
     @property
     def output_grid(self) -> sitk.Image:
@@ -110,8 +114,12 @@ class Preprocessor:
             raise InputError(f"unknown network space '{settings.network_space}'; use {', '.join(NETWORK_SPACES)}.")
 
     def run(self, images: dict[str, sitk.Image], stage: StageFactory = _no_stage,
-            check: Callable[[], None] = lambda: None) -> PreparedCase:
-        """All steps in order; `stage(name)` wraps each step (timing, progress), `check` may cancel."""
+            check: Callable[[], None] = lambda: None,
+            refits_bias: Callable[[bool], bool] = lambda scanner_native: False) -> PreparedCase:
+        """All steps in order; `stage(name)` wraps each step (timing, progress), `check` may cancel.
+        `refits_bias(scanner_native)`: whether the model for such a case fits N4 without the tumour
+        (`refit_bias`); N4 is then left to that fit, and the channels here, which find the tumour, are not
+        corrected."""
         with stage("align to reference"):
             reference, arrays, warnings, transforms, ratings = self.align(images)
         check()
@@ -150,18 +158,23 @@ class Preprocessor:
             arrays = {m: a[box] for m, a in arrays.items()}
             mask = mask[box]
         spacing_zyx = tuple(float(s) for s in reference.GetSpacing()[::-1])
+        margin = self.settings.stripped_statistics_margin_mm
+        statistics = distance_transform_edt(mask, sampling=spacing_zyx) > margin \
+            if stripped_here and margin > 0 else None
         uncorrected = {}
-        if self.settings.bias_correction:
+        if self.settings.bias_correction and refits_bias(scanner_native):
+            uncorrected = {m: arrays[m] for m in self.correctable(arrays, mask, warnings)}
+        elif self.settings.bias_correction:
             with stage("bias correction"):
                 corrected = self.correct_bias(arrays, mask, spacing_zyx, warnings, check)
                 uncorrected = {m: arrays[m] for m in corrected}
                 arrays.update(corrected)
         check()
         with stage("normalization"):
-            channels = {m: self.normalize(m, a, mask) for m, a in arrays.items()}
+            channels = {m: self.normalize(m, a, mask, statistics) for m, a in arrays.items()}
         thick = tuple(m for m, image in images.items() if max(image.GetSpacing()) > THICK_SLICE_MM)
         return PreparedCase(reference, box, mask, channels, spacing_zyx, warnings, native, ratings, stripping, space,
-                            scanner_native, thick, uncorrected)
+                            scanner_native, thick, uncorrected, statistics)
 
     def refit_bias(self, prepared: PreparedCase, tumour: np.ndarray, check: Callable[[], None] = lambda: None
                    ) -> dict[str, np.ndarray]:
@@ -172,7 +185,8 @@ class Preprocessor:
             if tumour.any() else tumour
         corrected = self.correct_bias(prepared.uncorrected, prepared.mask, prepared.spacing_zyx, [], check,
                                       prepared.mask & ~grown)
-        return {**prepared.channels, **{m: self.normalize(m, a, prepared.mask) for m, a in corrected.items()}}
+        return {**prepared.channels,
+                **{m: self.normalize(m, a, prepared.mask, prepared.statistics) for m, a in corrected.items()}}
 
     def align(self, images: dict[str, sitk.Image]) -> tuple[sitk.Image, dict[str, np.ndarray], list[str],
                                                            dict[str, sitk.Transform], list[AlignmentRating]]:
@@ -315,13 +329,7 @@ class Preprocessor:
                      ) -> dict[str, np.ndarray]:
         """N4 on every channel that allows it, `bias.workers` channels at a time (ITK releases the GIL); the
         fields are fitted on `fit_mask` (default: the mask) and applied on the mask."""
-        todo = []
-        for modality, array in arrays.items():
-            reason = self.bias_corrector.skip_reason(array, mask)
-            if reason:
-                warnings.append(f"{DISPLAY_NAMES[modality]} {reason}.")
-            else:
-                todo.append(modality)
+        todo = self.correctable(arrays, mask, warnings)
 
         def correct(modality: str) -> np.ndarray:
             check()
@@ -337,10 +345,22 @@ class Preprocessor:
                 for future in futures.values():
                     future.cancel()
 
-    def normalize(self, modality: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Normalize one channel as the model card says."""
+    def correctable(self, arrays: dict[str, np.ndarray], mask: np.ndarray, warnings: list[str]) -> list[str]:
+        """The channels N4 can correct; a warning for each other one."""
+        todo = []
+        for modality, array in arrays.items():
+            reason = self.bias_corrector.skip_reason(array, mask)
+            if reason:
+                warnings.append(f"{DISPLAY_NAMES[modality]} {reason}.")
+            else:
+                todo.append(modality)
+        return todo
+
+    def normalize(self, modality: str, image: np.ndarray, mask: np.ndarray,
+                  statistics: np.ndarray | None = None) -> np.ndarray:
+        """Normalize one channel as the model card says; z-score statistics inside `statistics` (default: mask)."""
         if self.normalization.method == "zscore":
-            return zscore(image, mask)
+            return zscore(image, mask, statistics)
         if self.normalization.method == "nyul":
             return NyulStandardizer(self.normalization.landmarks[modality]).apply(image, mask)
         raise InputError(f"unknown normalization '{self.normalization.method}' in the model card.")
