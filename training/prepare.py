@@ -58,7 +58,8 @@ SKETCH_QUANTILES = 2001
 class _Unnormalized(Preprocessor):
     """The engine's preprocessing up to (not including) intensity normalization."""
 
-    def normalize(self, modality: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def normalize(self, modality: str, image: np.ndarray, mask: np.ndarray,
+                  statistics: np.ndarray | None = None) -> np.ndarray:
         return image
 
 
