@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from braintumorseg.preprocessing import brain_box, foreground_mask, looks_skull_stripped
+from braintumorseg.preprocessing import (NormalizationSpec, PreprocessSettings, Preprocessor, brain_box,
+                                         foreground_mask, looks_skull_stripped)
 from phantoms import SHAPE, tissue_phantom
 
 
@@ -48,3 +49,20 @@ def test_n4_refitted_without_a_tumour_changes_only_what_the_tumour_pulled(synthe
     assert max(float(np.abs(refitted[m] - prepared.channels[m]).max()) for m in refitted) > 1e-3
     for modality, channel in refitted.items():
         np.testing.assert_array_equal(channel[~prepared.mask], prepared.channels[modality][~prepared.mask])
+
+
+def test_z_score_statistics_of_a_stripped_mask_leave_its_edge_out():
+    """4.5 mm inside a mask made here; the whole mask for Nyul, no margin, or a brain too thin to erode."""
+    z, y, x = np.ogrid[:60, :60, :60]
+    ball = (z - 30) ** 2 + (y - 30) ** 2 + (x - 30) ** 2 <= 20 ** 2
+    interior = Preprocessor().statistics_region(ball, (1.0, 1.0, 1.0))
+    assert interior is not None and not (interior & ~ball).any()
+    radius = ((3 * np.count_nonzero(interior)) / (4 * np.pi)) ** (1 / 3)
+    assert abs(radius - 15.5) < 0.5, "the ball eroded by 4.5 mm"
+    assert Preprocessor().statistics_region(ball, (2.0, 2.0, 2.0)).sum() > interior.sum(), "in mm, not voxels"
+    assert Preprocessor(normalization=NormalizationSpec("nyul")).statistics_region(ball, (1.0, 1.0, 1.0)) is None
+    assert Preprocessor(PreprocessSettings(stripped_statistics_margin_mm=0.0)).statistics_region(
+        ball, (1.0, 1.0, 1.0)) is None
+    slab = np.zeros_like(ball)
+    slab[28:33] = True  # 5 mm thick: eroded by 4.5 mm, nothing is left
+    assert Preprocessor().statistics_region(slab, (1.0, 1.0, 1.0)) is None

@@ -18,6 +18,6 @@ def test_after_a_run_the_status_line_says_what_preprocessing_did_and_which_model
         "template registered onto the T1. Network grid: atlas pose. Model: brats-segresnet-native 1.0.0.")
     assert processing_summary(dict(network_space="native", thick_slices=["t1", "flair"],
                                    n4_without_tumour_ml=31.04)) == (
-        "Thick slices: T1, FLAIR. Bias correction refitted without the 31.0 mL tumour of a first pass. Network "
+        "Thick slices: T1, FLAIR. Bias correction fitted without the 31.0 mL tumour of a first pass. Network "
         "grid: native.")
     assert processing_summary(asdict(SegmentationReport())) == ""

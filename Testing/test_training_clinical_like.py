@@ -94,7 +94,8 @@ def test_generate_writes_brats_named_exams(tmp_path):
 def test_a_step_switched_off_changes_only_that_step(exam):
     """`--without bias`: the same grids, pose and label as with all steps; the intensities without the field."""
     from training.cli import _parser
-    from training.clinical_like import STEPS_OFF, settings_without
+    from training.clinical_like import settings_without
+    from training.exam_steps import STEPS_OFF
     images, label, (series, reference, record) = exam
     plain, reference_plain, record_plain = make_exam(images, label, "case", 3, settings_without(("bias",), COARSE))
     assert record_plain.head_rotation_deg == record.head_rotation_deg
@@ -150,7 +151,7 @@ def test_the_t2_head_has_bright_csf_and_the_t1_head_dark(tmp_path):
 
 def test_exams_of_other_settings_go_to_their_own_folder():
     from training.cli import _parser
-    from training.clinical_like import STEPS_ON, exams_folder_name
+    from training.exam_steps import STEPS_ON, exams_folder_name
     assert exams_folder_name(0) == "clinical-like-0"
     assert exams_folder_name(0, ("thick-t1c", "skull")) == "clinical-like-0-skull-thick-t1c"
     parsed = _parser().parse_args(["clinical-like", "cases", "--out", "exams", "--with", *STEPS_ON])
@@ -158,3 +159,11 @@ def test_exams_of_other_settings_go_to_their_own_folder():
     parsed = _parser().parse_args(["evaluate", "cases", "--model", "m.json", "--out", "o", "--clinical-like", "0",
                                    "--clinical-like-with", "skull"])
     assert parsed.clinical_like_with == ["skull"]
+    assert exams_folder_name(0, ("skull", "skull")) == "clinical-like-0-skull", "a repeated option is one option"
+
+
+def test_harder_exams_without_a_seed_are_one_sentence(tmp_path, capsys):
+    from training.cli import main
+    assert main(["evaluate", str(tmp_path), "--model", "m.json", "--out", str(tmp_path / "o"),
+                 "--clinical-like-with", "skull"]) != 0
+    assert "give --clinical-like SEED too" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from pathlib import Path
 from braintumorseg.errors import InputError
 from braintumorseg.settings import DEVICES, REGISTER_MODES, TRAINING_DEVICES
 
-from .clinical_like import STEPS_ON
+from .exam_steps import STEPS_OFF, STEPS_ON
 from .discovery import labelled_cases
 
 
@@ -146,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     clinical.add_argument("--out", type=Path, required=True, help="folder for <case>/<case>_{t1,t1ce,t2,flair,seg}")
     clinical.add_argument("--seed", type=int, default=0)
     clinical.add_argument("--cases", nargs="*", default=[], help="only these case names")
-    clinical.add_argument("--without", nargs="*", default=[], choices=("bias", "noise", "pose", "motion", "thick"),
+    clinical.add_argument("--without", nargs="*", default=[], choices=tuple(STEPS_OFF),
                           help="switch these steps off (same seed, same other draws): which one hurts a case")
     clinical.add_argument("--with", dest="extras", nargs="*", default=[], choices=tuple(STEPS_ON), metavar="OPTION",
                           help="make the exams harder: skull = a synthetic head (CSF, bone, scalp) the engine must "
@@ -188,7 +188,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                                         InferenceSettings(device=args.device, tta=args.tta, amp=not args.fp32))
     subsets = tuple(s.strip() for s in args.subsets.split(",") if s.strip())
     result = evaluate(EvaluateSettings(args.model, args.roots, args.out, tuple(args.cases), subsets, segmentation,
-                                       args.clinical_like, args.native_model, tuple(args.clinical_like_with)))
+                                       args.clinical_like, args.native_model, tuple(sorted(set(args.clinical_like_with)))))
     print(result["markdown"], end="")
     print(f"tables written to {args.out}")
     return 0
@@ -197,7 +197,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _clinical_like(args: argparse.Namespace) -> int:
     from .clinical_like import generate, settings_without
     folders = generate(args.roots, args.out, args.seed, tuple(args.cases),
-                       settings_without(tuple(args.without), extras=tuple(args.extras)))
+                       settings_without(tuple(args.without), extras=tuple(sorted(set(args.extras)))))
     print(f"{len(folders)} clinical-like exams (seed {args.seed}) written to {args.out}")
     return 0
 

@@ -27,6 +27,7 @@ from braintumorseg.modalities import DISPLAY_NAMES, MODALITIES
 from braintumorseg.output_paths import check_output_folder, write_image_atomic, write_text_atomic
 
 from .discovery import labelled_cases
+from .exam_steps import STEPS_OFF, STEPS_ON
 
 # BraTS 2018 file suffixes, so `find_cases` and `evaluate` read the exams like any BraTS case.
 FILE_SUFFIX = {"t1": "t1", "t1c": "t1ce", "t2": "t2", "flair": "flair"}
@@ -56,7 +57,8 @@ class ExamSettings:
     fov_margin_mm: tuple[float, float] = (5.0, 25.0)         # field of view beyond the brain, per side
     bias_coefficient: float = 0.25      # MONAI RandBiasField coefficient range (degree 3)
     peak_range: tuple[float, float] = (300.0, 4000.0)        # the stored 99.5th percentile, per series
-    noise_fraction: float = 0.02        # Gaussian noise sigma as a share of the brain's mean, inside the brain
+    noise_fraction: float = 0.02        # Gaussian noise sigma as a share of the mean inside the imaged object
+                                        # (the brain; with `skull` the whole field of view, air included)
     skull: bool = False                 # give each series a synthetic head (HEAD_SHELLS) before it is acquired
     thick_t1c: bool = False             # acquire the T1Gd as a 2D thick-slice series, like the others
 
@@ -71,15 +73,6 @@ HEAD_SHELLS = {"t1": ((0.0, 3.0, 0.15), (3.0, 8.0, 0.05), (8.0, 14.0, 1.4)),
 HEAD_PAD_MM = 60.0
 
 
-# Generator steps that can be switched off (`clinical-like --without`), to see which one hurts a case.
-STEPS_OFF = {"bias": {"bias_coefficient": 0.0}, "noise": {"noise_fraction": 0.0},
-             "pose": {"head_rotation_deg": 0.0, "head_translation_mm": 0.0, "oblique_deg": 0.0},
-             "motion": {"motion_rotation_deg": (0.0, 0.0), "motion_translation_mm": (0.0, 0.0)},
-             "thick": {"slice_thickness_mm": (1.0, 1.0), "slice_gap_mm": (0.0, 0.0), "in_plane_mm": (1.0, 1.0)}}
-# Options that make the exams harder (`clinical-like --with`, `evaluate --clinical-like-with`).
-STEPS_ON = {"skull": {"skull": True}, "thick-t1c": {"thick_t1c": True}}
-
-
 def settings_without(steps: tuple[str, ...], settings: ExamSettings = ExamSettings(),
                      extras: tuple[str, ...] = ()) -> ExamSettings:
     """The settings with the named steps switched off and the named `extras` (STEPS_ON) on; the random draws
@@ -90,11 +83,6 @@ def settings_without(steps: tuple[str, ...], settings: ExamSettings = ExamSettin
     for extra in extras:
         changes.update(STEPS_ON[extra])
     return replace(settings, **changes)
-
-
-def exams_folder_name(seed: int, extras: tuple[str, ...] = ()) -> str:
-    """clinical-like-<seed>, with the extras that made the exams: exams of other settings never mix."""
-    return "-".join(["clinical-like", str(seed), *sorted(extras)])
 
 
 @dataclass

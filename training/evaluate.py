@@ -22,8 +22,9 @@ from braintumorseg.modelcard import ModelCard
 from braintumorseg.output_paths import check_output_folder, write_text_atomic
 from braintumorseg.pipeline import Pipeline, SegmentationSettings
 
-from .clinical_like import exams_folder_name
+from .clinical_like import generate, settings_without
 from .discovery import WHOLE_TUMOUR_ONLY, LabelledCase, labelled_cases
+from .exam_steps import exams_folder_name
 
 DEFAULT_SUBSETS = ("all", "flair+t1c", "flair+t1", "flair")
 PRISTINE, CLINICAL_LIKE = "pristine", "clinical-like"
@@ -53,7 +54,7 @@ class EvaluateSettings:
     segmentation: SegmentationSettings = field(default_factory=SegmentationSettings)
     clinical_like: int | None = None  # a seed: also score clinical-like exams of the same cases (clinical_like.py)
     native_card: Path | None = None  # the model for scanner-native exams beside `card`, as the engine's shipped pair
-    clinical_like_with: tuple[str, ...] = ()  # generator options that make the exams harder (clinical_like.STEPS_ON)
+    clinical_like_with: tuple[str, ...] = ()  # generator options that make the exams harder (exam_steps.STEPS_ON)
 
 
 def reference_classes(item: LabelledCase) -> tuple[np.ndarray, sitk.Image, tuple[str, ...]]:
@@ -146,7 +147,6 @@ def clinical_like_items(roots: list[Path], items: list[LabelledCase], folder: Pa
                         log, extras: tuple[str, ...] = ()) -> list[LabelledCase]:
     """The clinical-like exams of the cases (seeded, with the generator's `extras`), made in `folder`; exams
     already there with this seed and these extras are kept (the generator is deterministic per seed and case)."""
-    from .clinical_like import generate, settings_without
     todo = []
     for item in items:
         record = folder / item.case.name / "exam.json"
@@ -195,6 +195,8 @@ def evaluate(settings: EvaluateSettings, log=print) -> dict[str, Any]:
     """Score every selected case with every subset it has (and, with a clinical-like seed, its clinical-like
     exam too); write cases.csv, means.json and means.md."""
     subsets = {name: parse_subset(name) for name in settings.subsets}
+    if settings.clinical_like_with and settings.clinical_like is None:
+        raise InputError("--clinical-like-with makes the clinical-like exams harder; give --clinical-like SEED too.")
     card = ModelCard.load(settings.card)
     if not subsets:
         raise InputError("no modality subset given; give --subsets such as all,flair+t1c,flair+t1,flair.")

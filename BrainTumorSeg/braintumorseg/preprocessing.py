@@ -158,9 +158,6 @@ class Preprocessor:
             arrays = {m: a[box] for m, a in arrays.items()}
             mask = mask[box]
         spacing_zyx = tuple(float(s) for s in reference.GetSpacing()[::-1])
-        margin = self.settings.stripped_statistics_margin_mm
-        statistics = distance_transform_edt(mask, sampling=spacing_zyx) > margin \
-            if stripped_here and margin > 0 else None
         uncorrected = {}
         if self.settings.bias_correction and refits_bias(scanner_native):
             uncorrected = {m: arrays[m] for m in self.correctable(arrays, mask, warnings)}
@@ -171,6 +168,7 @@ class Preprocessor:
                 arrays.update(corrected)
         check()
         with stage("normalization"):
+            statistics = self.statistics_region(mask, spacing_zyx) if stripped_here else None
             channels = {m: self.normalize(m, a, mask, statistics) for m, a in arrays.items()}
         thick = tuple(m for m, image in images.items() if max(image.GetSpacing()) > THICK_SLICE_MM)
         return PreparedCase(reference, box, mask, channels, spacing_zyx, warnings, native, ratings, stripping, space,
@@ -355,6 +353,16 @@ class Preprocessor:
             else:
                 todo.append(modality)
         return todo
+
+    def statistics_region(self, mask: np.ndarray, spacing_zyx: tuple[float, ...]) -> np.ndarray | None:
+        """Where the z-score statistics of a mask made here come from: its voxels more than
+        `stripped_statistics_margin_mm` inside; None (the whole mask) for Nyúl, no margin, or an interior under
+        a tenth of the mask, too thin a brain to leave its edge out."""
+        margin = self.settings.stripped_statistics_margin_mm
+        if self.normalization.method != "zscore" or margin <= 0:
+            return None
+        interior = distance_transform_edt(mask, sampling=spacing_zyx) > margin
+        return interior if np.count_nonzero(interior) >= 0.1 * np.count_nonzero(mask) else None
 
     def normalize(self, modality: str, image: np.ndarray, mask: np.ndarray,
                   statistics: np.ndarray | None = None) -> np.ndarray:

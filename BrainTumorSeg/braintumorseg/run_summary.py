@@ -9,7 +9,7 @@ from .modalities import SHORT_NAMES
 
 def processing_summary(report: Mapping[str, Any]) -> str:
     """Which sequences were registered and how the check rated them, how the skull was stripped, whether N4 was
-    refitted without the tumour, the grid the network saw and the model that ran; "" when the report (a
+    fitted without the tumour, the grid the network saw and the model that ran; "" when the report (a
     SegmentationReport's fields: its JSON, or `asdict` of it) says none of it."""
     parts = []
     reference = report.get("reference", "")
@@ -26,7 +26,7 @@ def processing_summary(report: Mapping[str, Any]) -> str:
     if report.get("thick_slices"):
         parts.append("Thick slices: " + ", ".join(SHORT_NAMES.get(m, m) for m in report["thick_slices"]) + ".")
     if report.get("n4_without_tumour_ml") is not None:
-        parts.append(f"Bias correction refitted without the {report['n4_without_tumour_ml']:.1f} mL tumour of a "
+        parts.append(f"Bias correction fitted without the {report['n4_without_tumour_ml']:.1f} mL tumour of a "
                      "first pass.")
     if report.get("network_space"):
         parts.append(f"Network grid: {report['network_space']}.")
