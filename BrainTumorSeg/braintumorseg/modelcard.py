@@ -120,7 +120,7 @@ class ModelCard:
     regions: list[str] = field(default_factory=lambda: list(REGIONS))
     threshold: float = 0.5
     subset_tta: bool = False  # trained with modality dropout: TTA may also average subsets of the sequences
-    n4_without_tumour: bool = False  # trained on N4 fitted without the tumour: the engine refits it (two passes)
+    n4_without_tumour: bool = False  # trained on N4 fitted without the tumour: so is the engine's (two passes)
     divisible_by: int = 8
     roi_size: list[int] = field(default_factory=lambda: [128, 128, 128])
     description: str = ""
