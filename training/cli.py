@@ -187,8 +187,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     segmentation = SegmentationSettings(preprocess,
                                         InferenceSettings(device=args.device, tta=args.tta, amp=not args.fp32))
     subsets = tuple(s.strip() for s in args.subsets.split(",") if s.strip())
+    harder = tuple(sorted(set(args.clinical_like_with)))
     result = evaluate(EvaluateSettings(args.model, args.roots, args.out, tuple(args.cases), subsets, segmentation,
-                                       args.clinical_like, args.native_model, tuple(sorted(set(args.clinical_like_with)))))
+                                       args.clinical_like, args.native_model, harder))
     print(result["markdown"], end="")
     print(f"tables written to {args.out}")
     return 0

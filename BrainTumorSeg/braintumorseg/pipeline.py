@@ -315,7 +315,8 @@ class Pipeline:
         if not usable:
             raise InputError(f"the model uses {', '.join(self.card.channels)}; none of these was given.")
         prepared = self.preprocessor.run(usable, self._stage, self.cancel.check, self._refits_bias_for)
-        if self._refits_bias_for(prepared.scanner_native) and prepared.uncorrected:  # N4 was left to the refit: its share of the progress too
+        if self._refits_bias_for(prepared.scanner_native) and prepared.uncorrected:
+            # N4 was left to the refit: its share of the progress too
             self._weights[REFIT_BIAS] = self._weights.get(REFIT_BIAS, 0.0) + self._weights.pop("bias correction", 0.0)
         else:
             prepared.uncorrected = {}  # kept only for a model that refits N4 (`_finish`); it travels with the case
