@@ -135,7 +135,7 @@ def test_a_skull_and_a_thick_t1gd_change_only_what_they_name(exam):
             assert np.count_nonzero(array) > 1.5 * np.count_nonzero(plain)
 
 
-def test_the_t2_head_has_bright_csf_and_the_t1_head_dark(tmp_path):
+def test_the_t2_head_has_bright_csf_and_the_t1_head_dark():
     from training.clinical_like import HEAD_SHELLS, distance_outside, with_head
     brain = sitk.Image([40, 40, 40], sitk.sitkUInt8)
     brain[10:30, 10:30, 10:30] = 1

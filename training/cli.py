@@ -12,8 +12,8 @@ from pathlib import Path
 from braintumorseg.errors import InputError
 from braintumorseg.settings import DEVICES, REGISTER_MODES, TRAINING_DEVICES
 
-from .exam_steps import STEPS_OFF, STEPS_ON
 from .discovery import labelled_cases
+from .exam_steps import STEPS_OFF, STEPS_ON
 
 
 def validation_names(splits: Path) -> tuple[str, ...]:
