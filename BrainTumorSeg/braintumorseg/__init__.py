@@ -1,3 +1,3 @@
 """BrainTumorSeg engine: brain tumour segmentation from multimodal MRI, without Qt."""
 
-__version__ = "0.10.0"
+__version__ = "0.11.0"

@@ -21,8 +21,10 @@ MIRRORS = [()] + [axes for n in (1, 2, 3) for axes in itertools.combinations((1,
 # The whole tumour is read from FLAIR hyperintensity: for a model card with `subset_tta` (a model trained
 # with modality dropout), TTA also averages it over the subsets of the given sequences that keep FLAIR.
 WT_KEY = "flair"
-# When a 3D T1Gd comes with thick-slice sequences (`core_subsets`), TTA reads tumour core and enhancing tumour
-# over the subsets that keep T1Gd and FLAIR as well: the same passes, weighted anew (docs/clinical-benchmark.md).
+# When a 3D T1Gd comes with thick-slice sequences (`core_subsets`), TTA reads the tumour core over the subsets
+# that keep T1Gd and FLAIR as well: the same passes, weighted anew. Enhancing tumour stays with the given
+# sequences: without the pre-contrast T1, those subsets call enhancement in low-grade cores
+# (docs/clinical-benchmark.md).
 CORE_KEYS = ("t1c", "flair")
 
 
@@ -130,7 +132,7 @@ def tta_plan(present: tuple[int, ...], channels: list[str], with_subsets: bool =
              core_over_subsets: bool = False) -> tuple[list[Pass], np.ndarray]:
     """Passes and their (passes, regions) weights. The given channels run in the 8 mirrors; `with_subsets`,
     each other subset that keeps FLAIR runs once more (15 passes with all four). WT is the mean over those
-    subsets, each the mean of its passes. TC and ET are the mean of the given channels' passes, or with
+    subsets, each the mean of its passes. ET is the mean of the given channels' passes, and so is TC, or with
     `core_over_subsets` the mean over the subsets that keep T1Gd and FLAIR, weighted the same way."""
     index = {name: channels.index(name) if with_subsets and name in channels else None
              for name in (WT_KEY,) + CORE_KEYS}
@@ -142,7 +144,7 @@ def tta_plan(present: tuple[int, ...], channels: list[str], with_subsets: bool =
     weights = np.zeros((len(passes), len(REGIONS)), np.float32)
     for row, one in zip(weights, passes):
         share = 1 / given if one.channels == present else 1.0
-        for region, sources in (("WT", subsets), ("TC", core), ("ET", core)):
+        for region, sources in (("WT", subsets), ("TC", core), ("ET", [present])):
             if one.channels in sources:
                 row[REGIONS.index(region)] = share / len(sources)
     return passes, weights
