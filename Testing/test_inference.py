@@ -66,6 +66,9 @@ def test_a_3d_t1gd_beside_thick_slices_reads_the_core_over_the_subsets_that_keep
     assert {s for s, w in core.items() if w > 0} == {(0, 1, 3), (1, 2, 3), (1, 3)}
     assert np.allclose([w for w in core.values() if w > 0], 1 / 4)
     assert np.allclose(weights[:, 2], plain[1][:, 2])  # ET: the given four only
+    three = tta_plan((0, 1, 3), CHANNELS, core_over_subsets=True)[1]  # without T2
+    assert not np.allclose(three[:, 1], tta_plan((0, 1, 3), CHANNELS)[1][:, 1])
+    assert np.allclose(three[:, 2], tta_plan((0, 1, 3), CHANNELS)[1][:, 2])
     for present in ((0, 2, 3), (1, 2)):  # without T1Gd or FLAIR, the core stays with the given channels
         assert np.allclose(tta_plan(present, CHANNELS, core_over_subsets=True)[1], tta_plan(present, CHANNELS)[1])
     assert np.allclose(tta_plan((0, 1, 2, 3), CHANNELS, False, True)[1], 1 / 8)  # no subsets without dropout
