@@ -198,7 +198,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _clinical_like(args: argparse.Namespace) -> int:
     from .clinical_like import generate, settings_without
     folders = generate(args.roots, args.out, args.seed, tuple(args.cases),
-                       settings_without(tuple(args.without), extras=tuple(sorted(set(args.extras)))))
+                       settings_without(tuple(args.without), extras=tuple(args.extras)))
     print(f"{len(folders)} clinical-like exams (seed {args.seed}) written to {args.out}")
     return 0
 

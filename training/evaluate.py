@@ -151,7 +151,7 @@ def clinical_like_items(roots: list[Path], items: list[LabelledCase], folder: Pa
     for item in items:
         record = folder / item.case.name / "exam.json"
         made = json.loads(record.read_text()) if record.is_file() else {}
-        if not (made.get("seed") == seed and sorted(made.get("extras", [])) == sorted(extras)):
+        if not (made.get("seed") == seed and set(made.get("extras", [])) == set(extras)):
             todo.append(item.case.name)
     if todo:
         generate(roots, folder, seed, tuple(todo), settings_without((), extras=extras), log=log)
